@@ -1,0 +1,259 @@
+"""The `newsletter` command: parses options, calls one library function, formats the result.
+
+Exit codes: 0 success, 1 a user error or a failed feed/digest (one line
+naming the file, key or feed), 2 usage errors (click's own).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import webbrowser
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__, pipeline
+from .config import Config, load_config
+from .errors import ConfigError, NewsletterError
+from .models import DigestOutcome, FeedReport, RunReport
+
+
+class _Group(click.Group):
+    """Turns the library's errors into one clean line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    for line in message.splitlines():
+        click.secho(f"error: {line}", err=True, fg="red")
+    sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="config.toml to use (default: $NEWSLETTER_CONFIG, else ./config.toml).")
+@click.version_option(__version__, prog_name="newsletter")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Daily Papers: each subscriber's new research papers, ranked and emailed at their local time.
+
+    \b
+    Example, with the shipped demo:
+      newsletter ingest && newsletter digest --all
+    """
+    ctx.obj = config_path
+
+
+def _config(ctx: click.Context) -> Config:
+    return load_config(ctx.obj)
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate config.toml and every subscriber file; list every problem.
+
+    \b
+    Example:
+      newsletter --config config.toml check
+    """
+    try:
+        config = _config(ctx)
+    except ConfigError as exc:
+        _fail("\n".join(exc.problems))
+    problems = pipeline.check(config)
+    if problems:
+        _fail("\n".join(problems))
+    count = len(pipeline.subscribers_of(config).subscribers)
+    click.echo(f"{config.path}: OK — {len(config.feeds)} feeds, {count} subscribers")
+
+
+@main.command()
+@click.option("--feed", "feed_name", metavar="NAME", help="Only this feed (its name in config.toml).")
+@click.pass_context
+def ingest(ctx: click.Context, feed_name: str | None) -> None:
+    """Fetch the feeds and store new entries; print new / duplicate / updated / failed.
+
+    \b
+    Example:
+      newsletter ingest --feed daily-papers
+    """
+    report = pipeline.ingest_feeds(_config(ctx), only=feed_name, on_feed=_print_feed)
+    totals = {key: sum(getattr(feed, key) for feed in report.feeds) for key in ("new", "duplicate", "updated")}
+    failed = sum(feed.failed for feed in report.feeds)
+    click.echo(f"total: {totals['new']} new, {totals['duplicate']} duplicate, {totals['updated']} updated, {failed} failed")
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_feed(feed: FeedReport) -> None:
+    if feed.error:
+        click.secho(f"{feed.name}: FAILED: {feed.error}", fg="red")
+        return
+    if feed.not_modified:
+        click.echo(f"{feed.name}: not modified")
+        return
+    line = f"{feed.name}: {feed.new} new, {feed.duplicate} duplicate, {feed.updated} updated"
+    click.echo(line + (f", {feed.skipped} skipped" if feed.skipped else ""))
+    if feed.warning:
+        click.secho(f"{feed.name}: warning: {feed.warning}", fg="yellow")
+
+
+@main.command()
+@click.argument("subscriber")
+@click.option("--limit", type=click.IntRange(1, 1000), help="How many to show (default: the subscriber's max_items).")
+@click.option("--json", "as_json", is_flag=True, help='Print a JSON list of {"id", "title", "score", "reasons"}.')
+@click.pass_context
+def rank(ctx: click.Context, subscriber: str, limit: int | None, as_json: bool) -> None:
+    """Show SUBSCRIBER's next digest candidates, best first, with score and reasons.
+
+    \b
+    Example:
+      newsletter rank ada --limit 5 --json
+    """
+    items = pipeline.rank_for(_config(ctx), subscriber, limit=limit)
+    if as_json:
+        rows = [{"id": i.entry.id, "title": i.entry.title, "score": i.score, "reasons": [r.describe() for r in i.reasons]} for i in items]
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        click.echo(f"{subscriber}: nothing new passes the threshold")
+    for position, item in enumerate(items, start=1):
+        click.echo(f"{position:>2}. {item.score:6.2f}  {item.entry.id}  {item.entry.title}")
+        click.echo(f"              why: {'; '.join(r.describe() for r in item.reasons)}")
+
+
+@main.command()
+@click.argument("subscriber")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write the HTML here (default: a temp file).")
+@click.option("--text", "show_text", is_flag=True, help="Print the plain-text part instead of writing HTML.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a web browser.")
+@click.pass_context
+def preview(ctx: click.Context, subscriber: str, out: Path | None, show_text: bool, open_browser: bool) -> None:
+    """Render SUBSCRIBER's next digest without sending or recording anything.
+
+    \b
+    Example:
+      newsletter preview ada --out /tmp/ada.html --open
+      newsletter preview ada --text
+    """
+    email = pipeline.preview(_config(ctx), subscriber)
+    if show_text:
+        click.echo(f"Subject: {email.subject}\n")
+        click.echo(email.text, nl=False)
+        if not out and not open_browser:
+            return
+    if out is None:
+        handle = tempfile.NamedTemporaryFile("w", suffix=f"-{subscriber}.html", delete=False, encoding="utf-8")
+        out = Path(handle.name)
+        handle.close()
+    try:
+        out.write_text(email.html, encoding="utf-8")
+    except OSError as exc:
+        _fail(f"{out}: cannot write the preview: {exc.strerror}")
+    click.echo(f"{email.subject}\nHTML preview written to {out}")
+    if open_browser:
+        webbrowser.open(out.resolve().as_uri())
+
+
+@main.command()
+@click.option("--subscriber", "subscribers", multiple=True, metavar="ID", help="Only this subscriber (repeatable); skips the time check.")
+@click.option("--all", "everyone", is_flag=True, help="Everyone, without waiting for their send_at (still once per period).")
+@click.option("--dry-run", is_flag=True, help="Build and render, but send and record nothing.")
+@click.pass_context
+def digest(ctx: click.Context, subscribers: tuple[str, ...], everyone: bool, dry_run: bool) -> None:
+    """Build and deliver the digests that are due now (run it from cron).
+
+    A digest is due when the reader's local send_at has passed and this
+    period's digest (day, or week for weekly readers) was not sent yet.
+    --all or --subscriber skip the time check, never the once-per-period rule.
+
+    \b
+    Example (crontab, every 15 minutes):
+      */15 * * * *  newsletter --config /srv/papers/config.toml digest
+    """
+    request = pipeline.DigestRequest(subscriber_ids=subscribers, ignore_time=everyone or bool(subscribers), dry_run=dry_run)
+    config = _config(ctx)
+    report = pipeline.run_digests(config, request, on_digest=_print_digest)
+    for problem in report.problems:
+        click.secho(f"error: {problem}", err=True, fg="red")
+    counts = {status: sum(o.status == status for o in report.digests) for status in ("sent", "empty", "failed", "dry-run")}
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in ("sent", "failed"))
+    where = f" into {config.maildir}" if config.delivery_method == "maildir" and counts["sent"] else ""
+    click.echo(f"total: {summary}{where}")
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_digest(outcome: DigestOutcome) -> None:
+    colour = {"sent": "green", "failed": "red", "dry-run": "cyan"}.get(outcome.status)
+    picked = f" ({outcome.items} of {outcome.considered})" if outcome.items else ""
+    detail = f": {outcome.detail}" if outcome.detail else ""
+    click.secho(f"{outcome.subscriber} [{outcome.period}]: {outcome.status}{picked}{detail}", fg=colour)
+
+
+@main.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show feeds' health, the last ingest, and digests sent / queued / failed per day.
+
+    \b
+    Example:
+      newsletter status
+    """
+    info = pipeline.status(_config(ctx))
+    click.echo(f"database: {info['database']} ({info['entries']} entries, {info['subscribers']} subscribers)")
+    click.echo("feeds:")
+    if not info["feeds"]:
+        click.echo("  never ingested: run `newsletter ingest`")
+    for feed in info["feeds"]:
+        counts = f"{feed['new']} new, {feed['duplicate']} duplicate, {feed['updated']} updated"
+        error = f" — {feed['last_error']}" if feed["last_error"] else ""
+        click.echo(f"  {feed['name']}: {feed['last_status']} at {feed['last_fetch']}; last success {feed['last_success'] or 'never'}; {counts}{error}")
+    click.echo("digests:")
+    if not info["digests"]:
+        click.echo("  none yet")
+    for row in info["digests"]:
+        error = f" — last error: {row['last_error']}" if row["last_error"] else ""
+        click.echo(f"  {row['period']}: {row['n']} {row['status']}{error}")
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the scheduler: ingest every ingest_every, each digest at its reader's local send_at.
+
+    \b
+    Example:
+      newsletter --config /srv/papers/config.toml run
+    """
+    import logging
+
+    from .schedule import build_scheduler
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = _config(ctx)
+    scheduler = build_scheduler(config.path, on_report=_log_report)
+    click.echo(f"scheduler started for {config.path} (Ctrl-C to stop)")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        scheduler.shutdown(wait=True)
+
+
+def _log_report(kind: str, report: RunReport) -> None:
+    for feed in report.feeds:
+        _print_feed(feed)
+    for outcome in report.digests:
+        if outcome.status not in ("not-due", "already-sent"):
+            _print_digest(outcome)
+    for problem in report.problems:
+        click.secho(f"error: {problem}", err=True, fg="red")

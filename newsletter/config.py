@@ -1,0 +1,273 @@
+"""Load and validate config.toml (the contract is in DESIGN.md).
+
+Every problem is collected, not only the first, so ``newsletter check`` can
+list them all; paths are resolved relative to the config file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .clock import parse_hhmm, valid_timezone
+from .errors import ConfigError
+
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    name: str
+    url: str  # an http(s) URL, or an absolute file path after loading
+
+    @property
+    def is_remote(self) -> bool:
+        return self.url.startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"  # "starttls" | "tls" | "none"
+    username: str | None = None
+    password_env: str = "NEWSLETTER_SMTP_PASSWORD"
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    title: str
+    sender: str
+    database: Path
+    templates: Path
+    subscribers: Path
+    timezone: str
+    base_url: str | None
+    feeds: tuple[FeedConfig, ...]
+    ingest_every: int  # seconds
+    send_at: dt.time
+    max_items: int
+    lookback_days: int
+    min_score: float
+    delivery_method: str
+    maildir: Path
+    smtp: SmtpConfig
+    secret_env: str
+    fetch_timeout: float
+    max_feed_bytes: int
+
+
+# key -> (type check, default). A default of ... means required.
+_SECTIONS: dict[str, dict[str, Any]] = {
+    "newsletter": {
+        "title": "Daily Papers",
+        "sender": "Daily Papers <papers@example.org>",
+        "database": "newsletter.db",
+        "templates": "templates",
+        "subscribers": "subscribers",
+        "timezone": "UTC",
+        "base_url": None,
+    },
+    "schedule": {"ingest_every": "30m", "send_at": "07:00"},
+    "ranking": {"max_items": 10, "lookback_days": 7, "min_score": 1.0},
+    "delivery": {"method": "maildir", "maildir": "outbox"},
+    "web": {"secret_env": "NEWSLETTER_SECRET"},
+    "smtp": {
+        "host": "localhost",
+        "port": 587,
+        "security": "starttls",
+        "username": None,
+        "password_env": "NEWSLETTER_SMTP_PASSWORD",
+        "timeout": 30.0,
+    },
+    "ingest": {"timeout": 20.0, "max_bytes": 20_000_000},
+}
+_FEED_KEYS = {"name", "url"}
+
+
+def find_config_path(path: str | os.PathLike[str] | None) -> Path:
+    """--config, else $NEWSLETTER_CONFIG, else ./config.toml."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    return Path("config.toml")
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    config_path = find_config_path(path)
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{config_path}: config file not found (pass --config PATH or set {CONFIG_ENV})"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{config_path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    return parse_config(raw, path=config_path)
+
+
+class _Problems:
+    """Collects one line per problem, each prefixed by the file name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.lines.append(f"{self.path}: {message}")
+
+
+def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
+    problems = _Problems(path)
+    base = path.resolve().parent
+    sections: dict[str, dict[str, Any]] = {}
+    for section, defaults in _SECTIONS.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            problems.add(f"[{section}] must be a table")
+            given = {}
+        for key in given.keys() - defaults.keys():
+            problems.add(f"unknown key {section}.{key} (known: {', '.join(sorted(defaults))})")
+        sections[section] = {**defaults, **given}
+    for section in raw.keys() - _SECTIONS.keys() - {"feeds"}:
+        problems.add(f"unknown section [{section}]")
+
+    news = sections["newsletter"]
+    strings = {f"newsletter.{k}": news[k] for k in ("title", "sender", "database", "templates", "subscribers", "timezone")}
+    for key, value in strings.items():
+        if not isinstance(value, str) or not value.strip():
+            problems.add(f"{key} must be a non-empty string")
+    timezone = news["timezone"] if isinstance(news["timezone"], str) else "UTC"
+    if not valid_timezone(timezone):
+        problems.add(f'newsletter.timezone "{timezone}" is not an IANA time zone (e.g. "Europe/London")')
+    base_url = news["base_url"]
+    if base_url is not None and (not isinstance(base_url, str) or not re.match(r"https?://", base_url)):
+        problems.add(f'newsletter.base_url "{base_url}" must start with http:// or https://')
+
+    feeds = _parse_feeds(raw.get("feeds", []), base=base, problems=problems)
+    schedule = sections["schedule"]
+    ingest_every = _duration(schedule["ingest_every"], key="schedule.ingest_every", problems=problems)
+    send_at = parse_hhmm(schedule["send_at"])
+    if send_at is None:
+        problems.add(f'schedule.send_at "{schedule["send_at"]}" is not HH:MM')
+    ranking = sections["ranking"]
+    for key in ("max_items", "lookback_days"):
+        if not _is_int(ranking[key]) or ranking[key] < 1:
+            problems.add(f"ranking.{key} must be a positive integer, not {ranking[key]!r}")
+    if not _is_number(ranking["min_score"]) or ranking["min_score"] < 0:
+        problems.add(f"ranking.min_score must be a number >= 0, not {ranking['min_score']!r}")
+
+    delivery = sections["delivery"]
+    if delivery["method"] not in ("maildir", "smtp"):
+        problems.add(f'delivery.method "{delivery["method"]}" must be "maildir" or "smtp"')
+    smtp = _parse_smtp(sections["smtp"], problems=problems)
+    ingest = sections["ingest"]
+    if not _is_number(ingest["timeout"]) or ingest["timeout"] <= 0:
+        problems.add(f"ingest.timeout must be a positive number of seconds, not {ingest['timeout']!r}")
+    if not _is_int(ingest["max_bytes"]) or ingest["max_bytes"] < 1024:
+        problems.add(f"ingest.max_bytes must be an integer >= 1024, not {ingest['max_bytes']!r}")
+    if problems.lines:
+        raise ConfigError(problems.lines)
+
+    return Config(
+        path=path,
+        title=news["title"],
+        sender=news["sender"],
+        database=base / news["database"],
+        templates=base / news["templates"],
+        subscribers=base / news["subscribers"],
+        timezone=timezone,
+        base_url=base_url.rstrip("/") if base_url else None,
+        feeds=feeds,
+        ingest_every=ingest_every,
+        send_at=send_at,  # type: ignore[arg-type]  # checked above
+        max_items=ranking["max_items"],
+        lookback_days=ranking["lookback_days"],
+        min_score=float(ranking["min_score"]),
+        delivery_method=delivery["method"],
+        maildir=base / str(delivery["maildir"]),
+        smtp=smtp,
+        secret_env=str(sections["web"]["secret_env"]),
+        fetch_timeout=float(ingest["timeout"]),
+        max_feed_bytes=int(ingest["max_bytes"]),
+    )
+
+
+def _parse_feeds(raw_feeds: Any, *, base: Path, problems: _Problems) -> tuple[FeedConfig, ...]:
+    if not isinstance(raw_feeds, list):
+        problems.add("[[feeds]] must be an array of tables")
+        return ()
+    feeds: list[FeedConfig] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw_feeds, start=1):
+        where = f"feeds[{index}]"
+        if not isinstance(item, dict):
+            problems.add(f"{where} must be a table with name and url")
+            continue
+        for key in item.keys() - _FEED_KEYS:
+            problems.add(f"{where}: unknown key {key} (known: name, url)")
+        name, url = item.get("name"), item.get("url")
+        if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name or ""):
+            problems.add(f"{where}: name {name!r} must be letters, digits, '.', '_' or '-'")
+            continue
+        if name in seen:
+            problems.add(f'{where}: feed name "{name}" is used twice')
+        seen.add(name)
+        if not isinstance(url, str) or not url.strip():
+            problems.add(f'feed "{name}": url must be a path or an http(s) URL')
+            continue
+        if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", url) and not url.startswith(("http://", "https://")):
+            problems.add(f'feed "{name}": url "{url}" must be http(s) or a file path')
+            continue
+        if not url.startswith(("http://", "https://")):
+            url = str(base / url)
+        feeds.append(FeedConfig(name=name, url=url))
+    return tuple(feeds)
+
+
+def _parse_smtp(smtp: dict[str, Any], *, problems: _Problems) -> SmtpConfig:
+    if smtp["security"] not in ("starttls", "tls", "none"):
+        problems.add(f'smtp.security "{smtp["security"]}" must be "starttls", "tls" or "none"')
+    if not _is_int(smtp["port"]) or not 0 < smtp["port"] < 65536:
+        problems.add(f"smtp.port must be an integer 1-65535, not {smtp['port']!r}")
+    if smtp["username"] is not None and not isinstance(smtp["username"], str):
+        problems.add("smtp.username must be a string")
+    if not _is_number(smtp["timeout"]) or smtp["timeout"] <= 0:
+        problems.add(f"smtp.timeout must be a positive number, not {smtp['timeout']!r}")
+    if "password" in smtp:
+        problems.add("smtp.password: secrets never live in the file; set smtp.password_env instead")
+    return SmtpConfig(
+        host=str(smtp["host"]),
+        port=smtp["port"] if _is_int(smtp["port"]) else 587,
+        security=str(smtp["security"]),
+        username=smtp["username"] if isinstance(smtp["username"], str) else None,
+        password_env=str(smtp["password_env"]),
+        timeout=float(smtp["timeout"]) if _is_number(smtp["timeout"]) else 30.0,
+    )
+
+
+def _duration(value: Any, *, key: str, problems: _Problems) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value) if isinstance(value, str) else None
+    if not match or int(match.group(1)) == 0:
+        problems.add(f'{key} "{value}" is not a duration like "30m", "2h" or "1d"')
+        return 1800
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,147 @@
+"""Build the MIME message and hand it to a transport (a local Maildir, or SMTP).
+
+Headers are set through ``email.message.EmailMessage`` with the SMTP policy,
+which refuses CR/LF inside a header value and RFC 2047-encodes non-ASCII
+names and subjects, so no feed or subscriber text can add a header.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import mailbox
+import os
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import Protocol
+
+from .errors import DeliveryError
+from .models import RenderedEmail
+
+
+class Transport(Protocol):
+    """Delivers finished message bytes to one recipient."""
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        """Deliver; return a short receipt (a Maildir key, the server's reply). Raise DeliveryError."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str  # "Daily Papers <papers@example.org>"
+    recipient: str  # "ada@example.org"
+    recipient_name: str
+    list_id: str  # "Daily Papers <daily-papers.example.org>"
+
+
+def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime) -> tuple[str, bytes]:
+    """(Message-ID, the message as bytes): multipart/alternative, text first then HTML."""
+    sender_name, sender_address = parseaddr(envelope.sender)
+    domain = sender_address.rpartition("@")[2] or "localhost"
+    message = EmailMessage(policy=policy.SMTP)
+    try:
+        message["From"] = Address(sender_name, addr_spec=sender_address)
+        message["To"] = Address(_one_line(envelope.recipient_name), addr_spec=envelope.recipient)
+        message["Subject"] = _one_line(email.subject)
+    except (ValueError, IndexError) as exc:
+        raise DeliveryError(f"cannot address the digest to {envelope.recipient!r}: {exc}") from None
+    message_id = make_msgid(domain=domain)
+    message["Message-ID"] = message_id
+    message["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
+    message["List-Id"] = envelope.list_id
+    message["List-Unsubscribe"] = f"<mailto:{sender_address}?subject=unsubscribe>"
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return message_id, message.as_bytes()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class MaildirTransport:
+    """The embedded default: each message becomes a file in <maildir>/new."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.maildir = mailbox.Maildir(path, create=True)
+        except OSError as exc:
+            raise DeliveryError(f"{path}: cannot create the Maildir: {exc.strerror}") from None
+        self.path = path
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        try:
+            return self.maildir.add(message)
+        except OSError as exc:
+            raise DeliveryError(f"{self.path}: cannot write the message for {recipient}: {exc.strerror}") from None
+
+    def close(self) -> None:
+        self.maildir.close()
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str  # "starttls" | "tls" | "none"
+    username: str | None
+    password_env: str
+    timeout: float = 30.0
+
+
+class SmtpTransport:
+    """One connection for a batch; TLS verified by default; the password comes from the environment."""
+
+    def __init__(self, settings: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.context = ssl_context or ssl.create_default_context()
+        self._client: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        password = os.environ.get(s.password_env) if s.username else None
+        if s.username and password is None:
+            raise DeliveryError(f"smtp.username is set but the environment variable {s.password_env} (smtp.password_env) is empty")
+        try:
+            if s.security == "tls":
+                client: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.context)
+            else:
+                client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                if s.security == "starttls":
+                    client.starttls(context=self.context)
+            if s.username:
+                client.login(s.username, password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(f"smtp {s.host}:{s.port}: authentication failed for {s.username} ({exc.smtp_code})") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"smtp {s.host}:{s.port}: cannot connect: {exc}") from None
+        return client
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        if self._client is None:
+            self._client = self._connect()
+        try:
+            refused = self._client.sendmail(parseaddr(sender)[1], [recipient], message)
+        except (OSError, smtplib.SMTPException) as exc:
+            self._client = None
+            raise DeliveryError(f"smtp {self.settings.host}: sending to {recipient} failed: {exc}") from None
+        if refused:
+            raise DeliveryError(f"smtp {self.settings.host}: {recipient} refused: {refused[recipient]}")
+        return "250 accepted"
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self._client = None

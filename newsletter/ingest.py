@@ -1,0 +1,354 @@
+"""Fetch a feed (file or HTTP with timeout, size cap, conditional GET) and parse it into Entries.
+
+RSS 0.9x/1.0/2.0 and Atom go through feedparser; the daily-papers API JSON
+has its own adapter. Parsing never raises for one bad entry: it is skipped
+and counted, and an ill-formed but readable feed keeps its good entries.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import html
+import html.entities
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import httpx
+import nh3
+
+from . import __version__
+from .errors import FeedError
+from .ids import arxiv_id, canonical_id
+from .models import Entry
+
+USER_AGENT = f"newsletter/{__version__} (daily paper digest; +https://github.com/)"
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the store remembers of a feed for conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    content: bytes | None  # None when the server said 304 Not Modified
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str | None = None
+    url: str = ""  # final URL after redirects, the base for relative links
+
+    @property
+    def not_modified(self) -> bool:
+        return self.content is None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    entries: tuple[Entry, ...]
+    skipped: tuple[str, ...] = ()  # why each unusable entry was skipped
+    warning: str | None = None  # ill-formed but readable
+
+
+def fetch(
+    url: str,
+    *,
+    feed_name: str,
+    client: httpx.Client,
+    state: FeedState = FeedState(),
+    max_bytes: int = 20_000_000,
+) -> FetchResult:
+    """Read a file path or GET an http(s) URL; raise FeedError naming the feed on any failure."""
+    if not url.startswith(("http://", "https://")):
+        return _read_file(Path(url), feed_name=feed_name, max_bytes=max_bytes)
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/atom+xml, application/rss+xml, application/json;q=0.9, */*;q=0.8"}
+    if state.etag:
+        headers["If-None-Match"] = state.etag
+    if state.last_modified:
+        headers["If-Modified-Since"] = state.last_modified
+    try:
+        with client.stream("GET", url, headers=headers) as response:
+            if response.status_code == 304:
+                return FetchResult(None, etag=state.etag, last_modified=state.last_modified, url=str(response.url))
+            if response.status_code >= 400:
+                raise FeedError(f'feed "{feed_name}": {url} answered HTTP {response.status_code} {response.reason_phrase}')
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise FeedError(f'feed "{feed_name}": {declared} bytes is over the {max_bytes}-byte cap (ingest.max_bytes)')
+            chunks: list[bytes] = []
+            size = 0
+            # iter_bytes decodes gzip/deflate, so the cap also bounds a compression bomb.
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FeedError(f'feed "{feed_name}": more than {max_bytes} bytes, over the cap (ingest.max_bytes)')
+                chunks.append(chunk)
+            return FetchResult(
+                b"".join(chunks),
+                etag=response.headers.get("ETag"),
+                last_modified=response.headers.get("Last-Modified"),
+                content_type=response.headers.get("Content-Type"),
+                url=str(response.url),
+            )
+    except httpx.TimeoutException:
+        raise FeedError(f'feed "{feed_name}": {url} timed out (ingest.timeout)') from None
+    except httpx.HTTPError as exc:
+        raise FeedError(f'feed "{feed_name}": cannot fetch {url}: {exc or type(exc).__name__}') from None
+
+
+def _read_file(path: Path, *, feed_name: str, max_bytes: int) -> FetchResult:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise FeedError(f'feed "{feed_name}": {path} is {size} bytes, over the {max_bytes}-byte cap (ingest.max_bytes)')
+        return FetchResult(path.read_bytes(), url=path.resolve().as_uri())
+    except FileNotFoundError:
+        raise FeedError(f'feed "{feed_name}": file {path} not found') from None
+    except OSError as exc:
+        raise FeedError(f'feed "{feed_name}": cannot read {path}: {exc.strerror}') from None
+
+
+def parse(content: bytes, *, feed_name: str, content_type: str | None = None, base_url: str = "") -> ParsedFeed:
+    """Entries from RSS/Atom or daily-papers JSON; raise FeedError only if nothing is readable."""
+    head = content.lstrip()[:1]
+    if head in (b"[", b"{") or (content_type or "").split(";")[0].strip().endswith("json"):
+        return parse_daily_papers_json(content, feed_name=feed_name)
+    return _parse_with_feedparser(content, feed_name=feed_name, content_type=content_type, base_url=base_url)
+
+
+def _parse_with_feedparser(content: bytes, *, feed_name: str, content_type: str | None, base_url: str) -> ParsedFeed:
+    headers = {"content-type": content_type} if content_type else {}
+    if base_url.startswith("http"):
+        headers["content-location"] = base_url
+    # feedparser's own sanitiser mangles HTML5 entities ("&percnt;"); clean_text strips every tag with nh3 instead.
+    parsed = feedparser.parse(content, response_headers=headers, sanitize_html=False, resolve_relative_uris=True)
+    warning = None
+    if parsed.get("bozo"):
+        reason = parsed.get("bozo_exception")
+        if not parsed.entries and not parsed.get("feed"):
+            raise FeedError(f'feed "{feed_name}": not a readable RSS/Atom/JSON feed ({reason})')
+        warning = f"ill-formed feed, kept what was readable: {reason}"
+    raw_entries = list(parsed.entries)
+    entries: list[Entry] = []
+    skipped: list[str] = []
+    if warning and len(raw_entries) > _closed_entries(content):
+        # A truncated download: the last entry was cut off before its closing tag.
+        skipped.append(f'feed "{feed_name}": entry {len(raw_entries)} was cut off (truncated feed); skipped')
+        raw_entries.pop()
+    for index, raw in enumerate(raw_entries, start=1):
+        try:
+            entry = _entry_from_feedparser(raw, feed_name=feed_name)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            skipped.append(f'feed "{feed_name}": entry {index} skipped: {exc}')
+            continue
+        if entry is None:
+            skipped.append(f'feed "{feed_name}": entry {index} has no title, link or id; skipped')
+        else:
+            entries.append(entry)
+    return ParsedFeed(tuple(entries), tuple(skipped), warning)
+
+
+def _entry_from_feedparser(raw: Any, *, feed_name: str) -> Entry | None:
+    link = _first_http_link(raw)
+    guid = (raw.get("id") or "").strip() or None
+    identity = canonical_id(link=link, guid=guid, doi_text=raw.get("prism_doi") or raw.get("dc_identifier"))
+    title = clean_text(raw.get("title", ""))
+    if identity is None or not (title or link):
+        return None
+    summary_html = raw.get("summary", "") or _content_value(raw)
+    summary, authors_from_summary = _split_summary(summary_html)
+    authors = max(_authors(raw), authors_from_summary, key=len)  # rfeed's <author> holds only the first
+    pdf_url = next((item.get("href") for item in raw.get("links", []) if item.get("type") == "application/pdf"), None)
+    entry_id, version = identity
+    if version is None:  # the version may sit only in the guid or the summary ("arXiv:2508.13167v1 ...")
+        version = _arxiv_version(entry_id, guid, summary_html)
+    return Entry(
+        id=entry_id,
+        title=title or (link or entry_id),
+        link=link or _default_link(entry_id),
+        summary=summary,
+        authors=authors,
+        categories=tuple(dict.fromkeys(tag.get("term", "").strip() for tag in raw.get("tags", []) if tag.get("term"))),
+        published=_struct_time_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed")),
+        version=version,
+        pdf_url=pdf_url or _default_pdf(entry_id),
+        comment=clean_text(raw.get("arxiv_comment", "")) or None,
+        guid=guid,
+        source=feed_name,
+    )
+
+
+def parse_daily_papers_json(content: bytes, *, feed_name: str) -> ParsedFeed:
+    """The daily-papers API format: a list of {"paper": {...}, "title", "publishedAt", ...}.
+
+    Some real archives hold a list of Python repr() strings instead of
+    objects; those are recovered with ast.literal_eval (which evaluates
+    literals only, never code).
+    """
+    try:
+        data = json.loads(content.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FeedError(f'feed "{feed_name}": not valid JSON: {exc}') from None
+    if isinstance(data, dict):
+        data = data.get("papers") or data.get("items") or [data]
+    if not isinstance(data, list):
+        raise FeedError(f'feed "{feed_name}": JSON must be a list of daily-papers items')
+    entries: list[Entry] = []
+    skipped: list[str] = []
+    repaired = 0
+    for index, item in enumerate(data, start=1):
+        if isinstance(item, str):
+            try:
+                item = ast.literal_eval(item)
+                repaired += 1
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                skipped.append(f'feed "{feed_name}": item {index} is a string that is not a literal; skipped')
+                continue
+        try:
+            entries.append(_entry_from_daily_paper(item, feed_name=feed_name))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            skipped.append(f'feed "{feed_name}": item {index} skipped: {exc}')
+    warning = f"{repaired} items were Python repr strings, not JSON objects; recovered" if repaired else None
+    return ParsedFeed(tuple(entries), tuple(skipped), warning)
+
+
+def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
+    if not isinstance(item, dict):
+        raise ValueError(f"expected an object, got {type(item).__name__}")
+    paper = item.get("paper", item)
+    if not isinstance(paper, dict) or not paper.get("id"):
+        raise ValueError("no paper.id")
+    found = arxiv_id(f"arxiv:{paper['id']}")
+    if not found:
+        raise ValueError(f"paper.id {paper['id']!r} is not an arXiv id")
+    entry_id = f"arxiv:{found[0]}"
+    title = clean_text(item.get("title") or paper.get("title") or "")
+    if not title:
+        raise ValueError(f"{entry_id} has no title")
+    upvotes = paper.get("upvotes")
+    return Entry(
+        id=entry_id,
+        title=title,
+        link=f"https://huggingface.co/papers/{found[0]}",
+        summary=clean_text(paper.get("summary") or item.get("summary") or ""),
+        authors=tuple(
+            clean_text(author.get("name", "")) for author in paper.get("authors", []) if isinstance(author, dict) and author.get("name")
+        ),
+        published=_iso_datetime(paper.get("publishedAt") or item.get("publishedAt")),
+        version=found[1],
+        upvotes=upvotes if isinstance(upvotes, int) and not isinstance(upvotes, bool) else None,
+        pdf_url=f"https://arxiv.org/pdf/{found[0]}",
+        guid=str(paper["id"]),
+        source=feed_name,
+    )
+
+
+# --- text helpers -----------------------------------------------------------
+
+_WHITESPACE = re.compile(r"\s+")
+_ARXIV_PREFIX = re.compile(r"^\s*arXiv:(\S+)\s+Announce Type:\s*\S+\s*Abstract:\s*", re.I)
+_BARE_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]{1,30})(?![;A-Za-z0-9])")
+_PARAGRAPH = re.compile(r"<p\b[^>]*>(.*?)</p\s*>", re.I | re.S)
+_LABELLED = re.compile(r"^\s*<b>\s*[\w ]+:\s*</b>", re.I)
+
+
+def clean_text(value: str) -> str:
+    """Plain text from untrusted feed HTML or text: tags removed (nh3), entities decoded, whitespace collapsed."""
+    if not value:
+        return ""
+    if "<" in value or "&" in value:
+        value = html.unescape(nh3.clean(value, tags=set()))
+        # feedparser drops the ";" of HTML5 entities it does not know ("&percnt;" -> "&percnt").
+        value = _BARE_ENTITY.sub(_bare_entity, value)
+    return _WHITESPACE.sub(" ", value).strip()
+
+
+def _bare_entity(match: re.Match[str]) -> str:
+    return html.entities.html5.get(match.group(1) + ";", match.group(0))
+
+
+def _split_summary(summary_html: str) -> tuple[str, tuple[str, ...]]:
+    """The abstract as plain text, and authors when the summary carries them.
+
+    arXiv's own feeds prefix "arXiv:2508.13167v1 Announce Type: new Abstract:";
+    arxiv-to-rss writes <p>authors</p><p>abstract</p><p><b>Published:</b>...</p>.
+    """
+    paragraphs = _PARAGRAPH.findall(summary_html or "")
+    labelled = [p for p in paragraphs if _LABELLED.match(p)]
+    if len(paragraphs) >= 2 and labelled:
+        plain = [p for p in paragraphs if not _LABELLED.match(p)]
+        if len(plain) >= 2:
+            authors = tuple(name for name in (clean_text(n) for n in clean_text(plain[0]).split(",")) if name)
+            return clean_text(" ".join(plain[1:])), authors
+        return clean_text(" ".join(plain)), ()
+    text = clean_text(summary_html)
+    return _ARXIV_PREFIX.sub("", text), ()
+
+
+def _arxiv_version(entry_id: str, guid: str | None, summary_html: str) -> int | None:
+    prefix = _ARXIV_PREFIX.match(html.unescape(summary_html or ""))
+    for text in (guid, f"arxiv:{prefix.group(1)}" if prefix else None):
+        found = arxiv_id(text)
+        if found and found[1] and f"arxiv:{found[0]}" == entry_id:
+            return found[1]
+    return None
+
+
+def _closed_entries(content: bytes) -> int:
+    return len(re.findall(rb"</(?:[\w-]+:)?(?:entry|item)\s*>", content))
+
+
+def _authors(raw: Any) -> tuple[str, ...]:
+    names = [clean_text(author.get("name", "")) for author in raw.get("authors", []) if isinstance(author, dict)]
+    names = [name for name in names if name]
+    if len(names) == 1 and "," in names[0]:  # dc:creator "A, B, C" as one string (arXiv RSS)
+        names = [part.strip() for part in names[0].split(",") if part.strip()]
+    return tuple(names)
+
+
+def _content_value(raw: Any) -> str:
+    content = raw.get("content") or []
+    return content[0].get("value", "") if content else ""
+
+
+def _first_http_link(raw: Any) -> str | None:
+    candidates = [raw.get("link")] + [item.get("href") for item in raw.get("links", []) if item.get("rel", "alternate") == "alternate"]
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.strip().lower().startswith(("http://", "https://")):
+            return candidate.strip()
+    return None
+
+
+def _default_link(entry_id: str) -> str:
+    return f"https://arxiv.org/abs/{entry_id[6:]}" if entry_id.startswith("arxiv:") else ""
+
+
+def _default_pdf(entry_id: str) -> str | None:
+    return f"https://arxiv.org/pdf/{entry_id[6:]}" if entry_id.startswith("arxiv:") else None
+
+
+def _struct_time_to_datetime(value: time.struct_time | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime(*value[:6], tzinfo=dt.timezone.utc)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _iso_datetime(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)

@@ -1,0 +1,295 @@
+"""Wires the stages: feeds -> ingest -> store -> rank -> render -> deliver.
+
+Each public function is what one CLI command runs. Side effects (clock, HTTP
+client, transport) are parameters so tests pass real local servers instead
+of monkeypatching. One bad feed or subscriber never stops the others: its
+problem goes into the RunReport and the run goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from . import ingest
+from .clock import is_due, period_of, utc_now
+from .config import Config, FeedConfig
+from .deliver import Envelope, MaildirTransport, SmtpSettings, SmtpTransport, Transport, build_message
+from .errors import DeliveryError, FeedError, NewsletterError, RenderError
+from .models import Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
+from .rank import rank
+from .render import Branding, Renderer
+from .store import Store
+from .subscribers import Defaults, LoadedSubscribers, find_subscriber, load_subscribers
+
+Clock = Callable[[], dt.datetime]
+MAX_DELIVERY_ATTEMPTS = 5
+
+
+@contextmanager
+def open_store(config: Config, *, clock: Clock = utc_now) -> Iterator[Store]:
+    store = Store(config.database, clock=clock)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def http_client(config: Config) -> httpx.Client:
+    return httpx.Client(timeout=config.fetch_timeout, follow_redirects=True, max_redirects=5)
+
+
+# --- ingest -----------------------------------------------------------------------
+
+
+def ingest_feeds(
+    config: Config, *, only: str | None = None, client: httpx.Client | None = None, clock: Clock = utc_now,
+    on_feed: Callable[[FeedReport], None] | None = None,
+) -> RunReport:
+    """Fetch every configured feed (or one), store new entries, report each feed."""
+    feeds = [feed for feed in config.feeds if only is None or feed.name == only]
+    if only is not None and not feeds:
+        known = ", ".join(feed.name for feed in config.feeds)
+        raise FeedError(f'{config.path}: no feed named "{only}" (known: {known})')
+    own_client = client is None
+    client = client or http_client(config)
+    reports = []
+    try:
+        with open_store(config, clock=clock) as store:
+            for feed in feeds:
+                report = _ingest_one(feed, store=store, client=client, config=config)
+                reports.append(report)
+                if on_feed:
+                    on_feed(report)
+    finally:
+        if own_client:
+            client.close()
+    return RunReport(feeds=tuple(reports))
+
+
+def _ingest_one(feed: FeedConfig, *, store: Store, client: httpx.Client, config: Config) -> FeedReport:
+    etag, last_modified = store.feed_state(feed.name)
+    try:
+        fetched = ingest.fetch(
+            feed.url, feed_name=feed.name, client=client,
+            state=ingest.FeedState(etag=etag, last_modified=last_modified), max_bytes=config.max_feed_bytes,
+        )
+        if fetched.not_modified:
+            store.record_fetch(feed.name, url=feed.url, status="not-modified", etag=etag, last_modified=last_modified)
+            return FeedReport(feed.name, not_modified=True)
+        parsed = ingest.parse(fetched.content or b"", feed_name=feed.name, content_type=fetched.content_type, base_url=fetched.url)
+    except FeedError as exc:
+        store.record_fetch(feed.name, url=feed.url, status="failed", error=str(exc))
+        return FeedReport(feed.name, error=str(exc))
+    counts = store.save_entries(parsed.entries)
+    status = "warning" if parsed.warning or parsed.skipped else "ok"
+    warning = parsed.warning or (parsed.skipped[0] + (f" (+{len(parsed.skipped) - 1} more)" if len(parsed.skipped) > 1 else "") if parsed.skipped else None)
+    store.record_fetch(
+        feed.name, url=feed.url, status=status, error=None, etag=fetched.etag, last_modified=fetched.last_modified,
+        counts=counts, skipped=len(parsed.skipped),
+    )
+    return FeedReport(
+        feed.name, new=counts.new, duplicate=counts.duplicate, updated=counts.updated,
+        skipped=len(parsed.skipped), warning=warning,
+    )
+
+
+# --- rank, preview --------------------------------------------------------------------
+
+
+def _defaults(config: Config) -> Defaults:
+    return Defaults(timezone=config.timezone, send_at=config.send_at, max_items=config.max_items)
+
+
+def subscribers_of(config: Config) -> LoadedSubscribers:
+    return load_subscribers(config.subscribers, defaults=_defaults(config))
+
+
+def build_digest(config: Config, store: Store, subscriber: Subscriber, *, now: dt.datetime, limit: int | None = None) -> Digest:
+    candidates = store.candidates(subscriber.id, since=now - dt.timedelta(days=config.lookback_days))
+    liked = store.entries_by_id(subscriber.liked)
+    items = rank(subscriber, candidates, max_items=limit or subscriber.max_items, min_score=config.min_score, liked=liked)
+    period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
+    return Digest(subscriber=subscriber, items=tuple(items), considered=len(candidates), period=period, created_at=_local(now, subscriber))
+
+
+def rank_for(config: Config, subscriber_id: str, *, limit: int | None = None, clock: Clock = utc_now) -> list[ScoredEntry]:
+    """The subscriber's next digest candidates, best first (nothing recorded)."""
+    subscriber = find_subscriber(config.subscribers, subscriber_id, defaults=_defaults(config))
+    with open_store(config, clock=clock) as store:
+        return list(build_digest(config, store, subscriber, now=clock(), limit=limit).items)
+
+
+def preview(config: Config, subscriber_id: str, *, clock: Clock = utc_now) -> RenderedEmail:
+    """The subscriber's next digest, rendered; nothing is sent or recorded."""
+    subscriber = find_subscriber(config.subscribers, subscriber_id, defaults=_defaults(config))
+    with open_store(config, clock=clock) as store:
+        digest = build_digest(config, store, subscriber, now=clock())
+    return Renderer(config.templates).render(digest, branding=_branding(config))
+
+
+# --- digests ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestRequest:
+    subscriber_ids: tuple[str, ...] = ()  # empty: everyone
+    ignore_time: bool = False  # --all / --subscriber: skip the send_at check, never the once-per-period rule
+    dry_run: bool = False
+
+
+def run_digests(
+    config: Config, request: DigestRequest = DigestRequest(), *, clock: Clock = utc_now, transport: Transport | None = None,
+    on_digest: Callable[[DigestOutcome], None] | None = None,
+) -> RunReport:
+    """Build and deliver every digest that is due now, recording each in the outbox first."""
+    loaded = subscribers_of(config)
+    problems = list(loaded.problems)
+    chosen = list(loaded.subscribers)
+    if request.subscriber_ids:
+        by_id = {subscriber.id: subscriber for subscriber in loaded.subscribers}
+        chosen = [by_id[sid] for sid in request.subscriber_ids if sid in by_id]
+        for sid in request.subscriber_ids:
+            already_reported = any(f"{sid}.toml:" in problem for problem in problems)
+            if sid not in by_id and not already_reported:
+                problems.append(f'no subscriber "{sid}": {config.subscribers / (sid + ".toml")} does not exist')
+    renderer = Renderer(config.templates)
+    outcomes: list[DigestOutcome] = []
+    own_transport = transport is None and not request.dry_run
+    with open_store(config, clock=clock) as store:
+        transport = transport or (None if request.dry_run else make_transport(config))
+        try:
+            if transport is not None:
+                outcomes += _flush_outbox(store, transport, config)
+            for subscriber in chosen:
+                outcome = _digest_for(config, store, subscriber, request=request, renderer=renderer, transport=transport, now=clock())
+                outcomes.append(outcome)
+                if on_digest:
+                    on_digest(outcome)
+        finally:
+            if own_transport and transport is not None:
+                transport.close()
+    return RunReport(digests=tuple(outcomes), problems=tuple(problems))
+
+
+def make_transport(config: Config) -> Transport:
+    if config.delivery_method == "smtp":
+        s = config.smtp
+        return SmtpTransport(SmtpSettings(host=s.host, port=s.port, security=s.security, username=s.username, password_env=s.password_env, timeout=s.timeout))
+    return MaildirTransport(config.maildir)
+
+
+def _digest_for(
+    config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Renderer,
+    transport: Transport | None, now: dt.datetime,
+) -> DigestOutcome:
+    period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
+    earlier = store.digest_status(subscriber.id, period)
+    if earlier is not None:
+        return DigestOutcome(subscriber.id, "already-sent", period, detail=f"this period's digest is {earlier}")
+    if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
+        return DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}")
+    try:
+        digest = build_digest(config, store, subscriber, now=now)
+        if not digest.items:
+            if not request.dry_run:
+                store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)
+            return DigestOutcome(subscriber.id, "empty", period, considered=digest.considered, detail="nothing new passed the threshold")
+        email = renderer.render(digest, branding=_branding(config))
+        message_id, message = build_message(email, envelope=_envelope(config, subscriber), now=now)
+    except (RenderError, DeliveryError) as exc:
+        return DigestOutcome(subscriber.id, "failed", period, detail=str(exc))
+    counts = {"items": len(digest.items), "considered": digest.considered}
+    if request.dry_run or transport is None:
+        return DigestOutcome(subscriber.id, "dry-run", period, detail=email.subject, **counts)
+    digest_id = store.queue_digest(
+        subscriber=subscriber.id, period=period, recipient=subscriber.email, subject=email.subject,
+        message_id=message_id, message=message, items=[(item.entry.id, item.score) for item in digest.items],
+        considered=digest.considered,
+    )
+    if digest_id is None:
+        return DigestOutcome(subscriber.id, "already-sent", period, detail="another run queued it first")
+    status, detail = _send(store, transport, config, digest_id=digest_id, recipient=subscriber.email, message=message, attempts=0)
+    return DigestOutcome(subscriber.id, status, period, detail=detail or email.subject, **counts)
+
+
+def _flush_outbox(store: Store, transport: Transport, config: Config) -> list[DigestOutcome]:
+    """Deliver digests queued by an earlier run that crashed or failed before sending them."""
+    outcomes = []
+    for queued in store.queued_digests():
+        status, detail = _send(store, transport, config, digest_id=queued.id, recipient=queued.recipient, message=queued.message, attempts=queued.attempts)
+        outcomes.append(DigestOutcome(queued.subscriber, status, queued.period, detail=f"from the outbox: {detail}"))
+    return outcomes
+
+
+def _send(store: Store, transport: Transport, config: Config, *, digest_id: int, recipient: str, message: bytes, attempts: int) -> tuple[str, str]:
+    store.mark_digest(digest_id, status="sending")
+    try:
+        receipt = transport.send(message, sender=config.sender, recipient=recipient)
+    except DeliveryError as exc:
+        # Left queued, so the next run tries again, until the attempts run out.
+        final = attempts + 1 >= MAX_DELIVERY_ATTEMPTS
+        store.mark_digest(digest_id, status="failed" if final else "queued", error=str(exc))
+        return "failed", str(exc)
+    store.mark_digest(digest_id, status="sent")
+    return "sent", receipt
+
+
+def _branding(config: Config) -> Branding:
+    return Branding(title=config.title, sender=config.sender, base_url=config.base_url)
+
+
+def _envelope(config: Config, subscriber: Subscriber) -> Envelope:
+    domain = config.sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
+    slug = "-".join(config.title.lower().split())
+    return Envelope(sender=config.sender, recipient=subscriber.email, recipient_name=subscriber.name, list_id=f"{config.title} <{slug}.{domain}>")
+
+
+def _local(now: dt.datetime, subscriber: Subscriber) -> dt.datetime:
+    return now.astimezone(ZoneInfo(subscriber.timezone))
+
+
+# --- check, status -------------------------------------------------------------------------
+
+
+def check(config: Config) -> list[str]:
+    """Every problem with the deployment's files, one line each (config.toml already parsed)."""
+    problems = list(subscribers_of(config).problems)
+    for feed in config.feeds:
+        if not feed.is_remote and not _is_file(feed.url):
+            problems.append(f'{config.path}: feed "{feed.name}": file {feed.url} not found')
+    for name in ("digest.html.j2", "digest.txt.j2"):
+        try:
+            Renderer(config.templates).env.get_template(name)
+        except Exception as exc:  # noqa: BLE001 - any template problem is reported, not raised
+            problems.append(f"{config.templates}: template {name}: {exc}")
+    return problems
+
+
+def _is_file(path: str) -> bool:
+    return Path(path).is_file()
+
+
+def status(config: Config, *, clock: Clock = utc_now) -> dict[str, Any]:
+    """Feeds' health, the store's size and the outbox per day."""
+    with open_store(config, clock=clock) as store:
+        return {
+            "database": str(config.database),
+            "entries": store.count_entries(),
+            "feeds": store.feeds(),
+            "digests": store.digest_summary(),
+            "subscribers": len(subscribers_of(config).subscribers),
+        }
+
+
+__all__ = [
+    "DigestRequest", "NewsletterError", "build_digest", "check", "ingest_feeds", "preview",
+    "rank_for", "run_digests", "status", "subscribers_of",
+]

@@ -1,0 +1,378 @@
+"""The only module that touches SQLite (through sqlite-utils).
+
+Tables: ``entries`` (primary key = canonical id, the contract other tools
+read), ``entry_sources`` (every feed that carried an entry), ``entries_fts``
+(FTS5, porter stemming, over title and summary), ``feeds`` (conditional-GET
+state and health), ``digests`` (the outbox: one row per subscriber and
+period, with the rendered message) and ``sent_items`` (what each subscriber
+has received, so nothing is sent twice).
+
+Writes run in explicit ``BEGIN IMMEDIATE`` transactions so a crash leaves
+either all or none of a batch, and two processes never interleave half-writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import StoreError
+from .models import Entry
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class SaveCounts:
+    new: int = 0
+    duplicate: int = 0
+    updated: int = 0
+
+
+@dataclass(frozen=True)
+class QueuedDigest:
+    id: int
+    subscriber: str
+    period: str
+    recipient: str
+    message: bytes
+    attempts: int
+
+
+class Store:
+    def __init__(self, path: Path, *, clock: Callable[[], dt.datetime]) -> None:
+        self.path = path
+        self._clock = clock
+        if path.exists() and not path.is_file():
+            raise StoreError(f"{path}: database path is not a file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.db = sqlite_utils.Database(conn)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: cannot open the database ({exc}); it was left untouched") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open the database: {exc.strerror}") from None
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.path}: database is busy ({exc}); try again") from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _now(self) -> str:
+        return self._clock().astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+    # --- schema -------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: database schema {version} is newer than this program ({SCHEMA_VERSION}); upgrade newsletter")
+        if version < 1:
+            with self.transaction():
+                self._create_v1()
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _create_v1(self) -> None:
+        db = self.db
+        db["entries"].create(
+            {
+                "id": str, "title": str, "link": str, "summary": str, "authors": str, "categories": str,
+                "published": str, "version": int, "upvotes": int, "pdf_url": str, "comment": str,
+                "first_seen": str, "updated_at": str,
+            },
+            pk="id", not_null={"title", "link", "first_seen"},
+        )
+        db["entries"].create_index(["first_seen"])
+        db["entry_sources"].create(
+            {"entry_id": str, "feed": str, "guid": str, "first_seen": str},
+            pk=("entry_id", "feed"), foreign_keys=[("entry_id", "entries", "id")],
+        )
+        db["feeds"].create(
+            {
+                "name": str, "url": str, "etag": str, "last_modified": str, "last_fetch": str,
+                "last_success": str, "last_status": str, "last_error": str,
+                "new": int, "duplicate": int, "updated": int, "skipped": int,
+            },
+            pk="name",
+        )
+        db["digests"].create(
+            {
+                "id": int, "subscriber": str, "period": str, "status": str, "recipient": str,
+                "subject": str, "message_id": str, "message": bytes, "items": int, "considered": int,
+                "attempts": int, "created_at": str, "sent_at": str, "last_error": str,
+            },
+            pk="id", not_null={"subscriber", "period", "status"},
+        )
+        db["digests"].create_index(["subscriber", "period"], unique=True)
+        db["digests"].create_index(["status"])
+        db["sent_items"].create(
+            {"subscriber": str, "entry_id": str, "digest_id": int, "rank": int, "score": float, "created_at": str},
+            pk=("subscriber", "entry_id"), foreign_keys=[("digest_id", "digests", "id")],
+        )
+        db["entries"].enable_fts(["title", "summary"], tokenize="porter", create_triggers=True)
+
+    # --- feeds --------------------------------------------------------------
+
+    def feed_state(self, name: str) -> tuple[str | None, str | None]:
+        """(ETag, Last-Modified) remembered from the last successful fetch."""
+        row = self.db.execute("SELECT etag, last_modified FROM feeds WHERE name = ?", [name]).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def record_fetch(
+        self, name: str, *, url: str, status: str, error: str | None = None,
+        etag: str | None = None, last_modified: str | None = None, counts: SaveCounts = SaveCounts(), skipped: int = 0,
+    ) -> None:
+        now = self._now()
+        ok = error is None
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO feeds (name, url, last_fetch, last_status, last_error, etag, last_modified,
+                                      last_success, new, duplicate, updated, skipped)
+                   VALUES (:name, :url, :now, :status, :error, :etag, :lm, :success, :new, :dup, :upd, :skipped)
+                   ON CONFLICT(name) DO UPDATE SET
+                     url = :url, last_fetch = :now, last_status = :status, last_error = :error,
+                     etag = CASE WHEN :ok THEN :etag ELSE etag END,
+                     last_modified = CASE WHEN :ok THEN :lm ELSE last_modified END,
+                     last_success = CASE WHEN :ok THEN :now ELSE last_success END,
+                     new = :new, duplicate = :dup, updated = :upd, skipped = :skipped""",
+                {
+                    "name": name, "url": url, "now": now, "status": status, "error": error, "ok": ok,
+                    "etag": etag, "lm": last_modified, "success": now if ok else None,
+                    "new": counts.new, "dup": counts.duplicate, "upd": counts.updated, "skipped": skipped,
+                },
+            )
+
+    def feeds(self) -> list[dict[str, Any]]:
+        return list(self.db["feeds"].rows_where(order_by="name"))
+
+    # --- entries ------------------------------------------------------------
+
+    def save_entries(self, entries: Iterable[Entry]) -> SaveCounts:
+        """Insert new entries, merge known ones (a new source, a newer version); one transaction."""
+        new = duplicate = updated = 0
+        now = self._now()
+        with self.transaction() as conn:
+            for entry in entries:
+                existing = self._entry_row(entry.id)
+                if existing is None:
+                    conn.execute(
+                        "INSERT INTO entries (id, title, link, summary, authors, categories, published, version,"
+                        " upvotes, pdf_url, comment, first_seen, updated_at)"
+                        " VALUES (:id, :title, :link, :summary, :authors, :categories, :published, :version,"
+                        " :upvotes, :pdf_url, :comment, :now, :now)",
+                        {**_entry_to_row(entry), "now": now},
+                    )
+                    new += 1
+                else:
+                    merged = _merge(existing, entry)
+                    if merged != existing:
+                        conn.execute(
+                            "UPDATE entries SET title = :title, link = :link, summary = :summary, authors = :authors,"
+                            " categories = :categories, published = :published, version = :version, upvotes = :upvotes,"
+                            " pdf_url = :pdf_url, comment = :comment, updated_at = :now WHERE id = :id",
+                            {**merged, "now": now},
+                        )
+                        updated += 1
+                    else:
+                        duplicate += 1
+                conn.execute(
+                    "INSERT OR IGNORE INTO entry_sources (entry_id, feed, guid, first_seen) VALUES (?, ?, ?, ?)",
+                    [entry.id, entry.source, entry.guid, now],
+                )
+        return SaveCounts(new=new, duplicate=duplicate, updated=updated)
+
+    def _entry_row(self, entry_id: str) -> dict[str, Any] | None:
+        cursor = self.db.execute(
+            "SELECT id, title, link, summary, authors, categories, published, version, upvotes, pdf_url, comment"
+            " FROM entries WHERE id = ?",
+            [entry_id],
+        )
+        row = cursor.fetchone()
+        return dict(zip([c[0] for c in cursor.description], row)) if row else None
+
+    def candidates(self, subscriber: str, *, since: dt.datetime) -> list[Entry]:
+        """Entries first seen since ``since`` that this subscriber has not received."""
+        return self._select_entries(
+            "e.first_seen >= ? AND e.id NOT IN (SELECT entry_id FROM sent_items WHERE subscriber = ?)",
+            [since.astimezone(dt.timezone.utc).isoformat(timespec="seconds"), subscriber],
+        )
+
+    def entries_by_id(self, ids: Iterable[str]) -> list[Entry]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        return self._select_entries(f"e.id IN ({', '.join('?' * len(wanted))})", wanted)
+
+    def _select_entries(self, where: str, params: list[Any]) -> list[Entry]:
+        cursor = self.db.execute(
+            "SELECT e.*, (SELECT group_concat(feed, char(31)) FROM entry_sources s WHERE s.entry_id = e.id) AS sources"
+            f" FROM entries e WHERE {where} ORDER BY e.first_seen DESC, e.id",
+            params,
+        )
+        names = [c[0] for c in cursor.description]
+        return [_row_to_entry(dict(zip(names, row))) for row in cursor]
+
+    def search(self, query: str, *, limit: int = 20) -> list[str]:
+        """Entry ids matching an FTS5 query, best first (BM25)."""
+        return [row["id"] for row in self.db["entries"].search(query, columns=["id"], limit=limit, quote=True)]
+
+    def sources_of(self, entry_id: str) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT feed FROM entry_sources WHERE entry_id = ? ORDER BY feed", [entry_id])]
+
+    def count_entries(self) -> int:
+        return self.db["entries"].count
+
+    # --- digests (the outbox) -----------------------------------------------
+
+    def digest_status(self, subscriber: str, period: str) -> str | None:
+        row = self.db.execute("SELECT status FROM digests WHERE subscriber = ? AND period = ?", [subscriber, period]).fetchone()
+        return row[0] if row else None
+
+    def queue_digest(
+        self, *, subscriber: str, period: str, recipient: str, subject: str, message_id: str, message: bytes,
+        items: list[tuple[str, float]], considered: int,
+    ) -> int | None:
+        """Store the rendered digest as queued and its items as sent, atomically.
+
+        Returns the digest id, or None if this subscriber already has a digest
+        for this period (another process got there first).
+        """
+        now = self._now()
+        with self.transaction() as conn:
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, message, items,"
+                    " considered, attempts, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?)",
+                    [subscriber, period, recipient, subject, message_id, message, len(items), considered, now],
+                )
+            except sqlite3.IntegrityError:
+                return None
+            digest_id = int(cursor.lastrowid or 0)
+            conn.executemany(
+                "INSERT OR IGNORE INTO sent_items (subscriber, entry_id, digest_id, rank, score, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(subscriber, entry_id, digest_id, rank, score, now) for rank, (entry_id, score) in enumerate(items, 1)],
+            )
+        return digest_id
+
+    def record_empty(self, *, subscriber: str, period: str, considered: int) -> bool:
+        """Remember that nothing matched this period, so status shows it and it is not retried."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO digests (subscriber, period, status, items, considered, attempts, created_at)"
+                " VALUES (?, ?, 'empty', 0, ?, 0, ?)",
+                [subscriber, period, considered, self._now()],
+            )
+        return cursor.rowcount == 1
+
+    def queued_digests(self) -> list[QueuedDigest]:
+        cursor = self.db.execute(
+            "SELECT id, subscriber, period, recipient, message, attempts FROM digests"
+            " WHERE status IN ('queued', 'sending') ORDER BY id"
+        )
+        return [QueuedDigest(*row) for row in cursor]
+
+    def mark_digest(self, digest_id: int, *, status: str, error: str | None = None) -> None:
+        sent_at = self._now() if status == "sent" else None
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE digests SET status = ?, last_error = ?, sent_at = coalesce(?, sent_at),"
+                " attempts = attempts + (? IN ('sent', 'failed')) WHERE id = ?",
+                [status, error, sent_at, status, digest_id],
+            )
+
+    def digest_summary(self, *, days: int = 14) -> list[dict[str, Any]]:
+        """Per period and status: how many digests, and the last error."""
+        cursor = self.db.execute(
+            "SELECT period, status, count(*) AS n, max(last_error) AS last_error FROM digests"
+            " GROUP BY period, status ORDER BY period DESC, status LIMIT ?",
+            [days * 6],
+        )
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    def sent_entry_ids(self, subscriber: str) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT entry_id FROM sent_items WHERE subscriber = ?", [subscriber])}
+
+
+# --- row <-> Entry -------------------------------------------------------------
+
+_LIST_SEPARATOR = "\x1f"
+
+
+def _entry_to_row(entry: Entry) -> dict[str, Any]:
+    return {
+        "id": entry.id, "title": entry.title, "link": entry.link, "summary": entry.summary,
+        "authors": json.dumps(list(entry.authors), ensure_ascii=False),
+        "categories": json.dumps(list(entry.categories), ensure_ascii=False),
+        "published": entry.published.isoformat() if entry.published else None,
+        "version": entry.version, "upvotes": entry.upvotes, "pdf_url": entry.pdf_url, "comment": entry.comment,
+    }
+
+
+def _row_to_entry(row: dict[str, Any]) -> Entry:
+    return Entry(
+        id=row["id"], title=row["title"], link=row["link"], summary=row["summary"] or "",
+        authors=tuple(json.loads(row["authors"] or "[]")), categories=tuple(json.loads(row["categories"] or "[]")),
+        published=dt.datetime.fromisoformat(row["published"]) if row["published"] else None,
+        version=row["version"], upvotes=row["upvotes"], pdf_url=row["pdf_url"], comment=row["comment"],
+        sources=tuple(sorted((row.get("sources") or "").split(_LIST_SEPARATOR))) if row.get("sources") else (),
+        first_seen=dt.datetime.fromisoformat(row["first_seen"]) if row.get("first_seen") else None,
+    )
+
+
+def _merge(existing: dict[str, Any], entry: Entry) -> dict[str, Any]:
+    """The stored row after seeing ``entry`` again, from the same or another feed.
+
+    A newer arXiv version replaces the text; an older or unversioned copy only
+    fills what is missing. Categories are united, upvotes take the latest count.
+    """
+    incoming = _entry_to_row(entry)
+    merged = dict(existing)
+    newer = entry.version is not None and (existing["version"] is None or entry.version > existing["version"])
+    for key in ("title", "summary", "authors", "link", "comment"):
+        empty = existing[key] in (None, "", "[]")
+        if incoming[key] not in (None, "", "[]") and (newer or empty):
+            merged[key] = incoming[key]
+    if newer:
+        merged["version"] = entry.version
+    categories = list(dict.fromkeys(json.loads(existing["categories"] or "[]") + list(entry.categories)))
+    merged["categories"] = json.dumps(categories, ensure_ascii=False)
+    if entry.upvotes is not None:
+        merged["upvotes"] = entry.upvotes
+    for key in ("pdf_url", "published"):
+        merged[key] = existing[key] or incoming[key]
+    return merged
+

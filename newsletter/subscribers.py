@@ -1,0 +1,188 @@
+"""Load subscribers/<id>.toml files; every problem names the file and the key.
+
+One bad file never hides the others: ``load_subscribers`` returns the valid
+subscribers and one line per problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from .clock import WEEKDAYS, parse_hhmm, valid_timezone
+from .errors import SubscriberError
+from .models import Subscriber, Topic
+
+MAX_ITEMS_LIMIT = 100
+_KEYS = {
+    "email", "name", "timezone", "send_at", "frequency", "max_items",
+    "exclude", "authors", "categories", "liked", "topics",
+}
+_TOPIC_KEYS = {"name", "keywords", "weight"}
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Deployment-wide defaults from config.toml."""
+
+    timezone: str = "UTC"
+    send_at: dt.time = dt.time(7, 0)
+    max_items: int = 10
+
+
+@dataclass(frozen=True)
+class LoadedSubscribers:
+    subscribers: tuple[Subscriber, ...]
+    problems: tuple[str, ...]  # one line per problem, "subscribers/x.toml: key ..."
+
+
+def load_subscribers(directory: Path, *, defaults: Defaults = Defaults()) -> LoadedSubscribers:
+    if not directory.is_dir():
+        return LoadedSubscribers((), (f"{_shown(directory)}: subscribers directory not found",))
+    subscribers: list[Subscriber] = []
+    problems: list[str] = []
+    emails: dict[str, str] = {}
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            subscriber = load_subscriber_file(path, defaults=defaults)
+        except SubscriberError as exc:
+            problems.append(str(exc))
+            continue
+        if subscriber.email.lower() in emails:
+            problems.append(
+                f"{_shown(path)}: email {subscriber.email} is already used by "
+                f"subscribers/{emails[subscriber.email.lower()]}.toml"
+            )
+            continue
+        emails[subscriber.email.lower()] = subscriber.id
+        subscribers.append(subscriber)
+    return LoadedSubscribers(tuple(subscribers), tuple(problems))
+
+
+def find_subscriber(directory: Path, subscriber_id: str, *, defaults: Defaults = Defaults()) -> Subscriber:
+    path = directory / f"{subscriber_id}.toml"
+    if not _ID_PATTERN.fullmatch(subscriber_id) or not path.is_file():
+        known = sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
+        hint = difflib.get_close_matches(subscriber_id, known, n=1)
+        suggestion = f'; did you mean "{hint[0]}"?' if hint else f" (known: {', '.join(known) or 'none'})"
+        raise SubscriberError(f'no subscriber "{subscriber_id}": {_shown(path)} does not exist{suggestion}')
+    return load_subscriber_file(path, defaults=defaults)
+
+
+def load_subscriber_file(path: Path, *, defaults: Defaults = Defaults()) -> Subscriber:
+    shown = _shown(path)
+    if not _ID_PATTERN.fullmatch(path.stem):
+        raise SubscriberError(f"{shown}: file name must be letters, digits, '.', '_' or '-' (it is the subscriber id)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SubscriberError(f"{shown}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SubscriberError(f"{shown}: not valid TOML: {exc}") from None
+    return parse_subscriber(raw, subscriber_id=path.stem, path=path, defaults=defaults)
+
+
+def parse_subscriber(raw: dict[str, Any], *, subscriber_id: str, path: Path, defaults: Defaults) -> Subscriber:
+    fail = _Failer(_shown(path))
+    for key in sorted(raw.keys() - _KEYS):
+        hint = difflib.get_close_matches(key, _KEYS, n=1)
+        fail(f"unknown key {key}" + (f' (did you mean "{hint[0]}"?)' if hint else ""))
+    if "email" not in raw:
+        fail('email is required, e.g. email = "ada@example.org"')
+    email = _string(raw, "email", fail)
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        fail(f'email "{email}" is not a valid address: {exc}')
+    timezone = _string(raw, "timezone", fail, default=defaults.timezone)
+    if not valid_timezone(timezone):
+        fail(f'timezone "{timezone}" is not an IANA time zone (e.g. "Europe/London")')
+    send_at_text = _string(raw, "send_at", fail, default=defaults.send_at.strftime("%H:%M"))
+    send_at = parse_hhmm(send_at_text)
+    if send_at is None:
+        fail(f'send_at "{send_at_text}" is not HH:MM')
+    frequency = _string(raw, "frequency", fail, default="daily")
+    if frequency != "daily" and not (frequency.startswith("weekly:") and frequency[7:] in WEEKDAYS):
+        fail(f'frequency "{frequency}" must be "daily" or "weekly:mon" ... "weekly:sun"')
+    max_items = raw.get("max_items", defaults.max_items)
+    if not isinstance(max_items, int) or isinstance(max_items, bool) or not 1 <= max_items <= MAX_ITEMS_LIMIT:
+        fail(f"max_items {max_items!r} must be an integer from 1 to {MAX_ITEMS_LIMIT}")
+    subscriber = Subscriber(
+        id=subscriber_id,
+        email=email,
+        name=_string(raw, "name", fail, default=subscriber_id),
+        timezone=timezone,
+        send_at=send_at,  # type: ignore[arg-type]  # None already failed
+        frequency=frequency,
+        max_items=max_items,
+        topics=_topics(raw.get("topics", []), fail),
+        exclude=_strings(raw, "exclude", fail),
+        authors=_strings(raw, "authors", fail),
+        categories=_strings(raw, "categories", fail),
+        liked=_strings(raw, "liked", fail),
+        path=path,
+    )
+    if not subscriber.topics and not subscriber.authors:
+        fail("no [[topics]] and no authors: add at least one topic so there is something to rank by")
+    return subscriber
+
+
+class _Failer:
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+
+    def __call__(self, message: str) -> None:
+        raise SubscriberError(f"{self.shown}: {message}")
+
+
+def _string(raw: dict[str, Any], key: str, fail: _Failer, *, default: str = "") -> str:
+    value = raw.get(key, default)
+    if not isinstance(value, str):
+        fail(f"{key} must be a string, not {type(value).__name__}")
+    if "\r" in value or "\n" in value:
+        fail(f"{key} must be a single line")
+    return value.strip()
+
+
+def _strings(raw: dict[str, Any], key: str, fail: _Failer) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        fail(f'{key} must be a list of non-empty strings, e.g. {key} = ["..."]')
+    return tuple(item.strip() for item in value)
+
+
+def _topics(raw_topics: Any, fail: _Failer) -> tuple[Topic, ...]:
+    if not isinstance(raw_topics, list):
+        fail("topics must be written as [[topics]] tables")
+    topics: list[Topic] = []
+    for index, item in enumerate(raw_topics, start=1):
+        where = f"topics[{index}]"
+        if not isinstance(item, dict):
+            fail(f"{where} must be a table with name, keywords and weight")
+        for key in sorted(item.keys() - _TOPIC_KEYS):
+            fail(f"{where}: unknown key {key} (known: name, keywords, weight)")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            fail(f"{where}: name is required and must be a non-empty string")
+        keywords = _strings({"keywords": item.get("keywords", [name])}, "keywords", _Failer(f"{fail.shown}: {where}"))
+        weight = item.get("weight", 1.0)
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight <= 100:
+            fail(f"{where}: weight {weight!r} must be a number above 0 (at most 100)")
+        topics.append(Topic(name=name.strip(), keywords=keywords or (name.strip(),), weight=float(weight)))
+    return tuple(topics)
+
+
+def _shown(path: Path) -> str:
+    """The path as a user would type it: relative to the working directory when possible."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
