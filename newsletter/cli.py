@@ -7,6 +7,8 @@ naming the file, key or feed), 2 usage errors (click's own).
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import sys
 import tempfile
 import webbrowser
@@ -235,13 +237,14 @@ def run(ctx: click.Context) -> None:
     Example:
       newsletter --config /srv/papers/config.toml run
     """
-    import logging
-
     from .schedule import build_scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     config = _config(ctx)
     scheduler = build_scheduler(config.path, on_report=_log_report)
+    # SIGTERM stops like Ctrl-C: the job in flight finishes, then the scheduler exits.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     click.echo(f"scheduler started for {config.path} (Ctrl-C to stop)")
     try:
         scheduler.start()

@@ -65,6 +65,7 @@ def fetch(
     client: httpx.Client,
     state: FeedState = FeedState(),
     max_bytes: int = 20_000_000,
+    timeout: float = 20.0,
 ) -> FetchResult:
     """Read a file path or GET an http(s) URL; raise FeedError naming the feed on any failure."""
     if not url.startswith(("http://", "https://")):
@@ -85,8 +86,12 @@ def fetch(
                 raise FeedError(f'feed "{feed_name}": {declared} bytes is over the {max_bytes}-byte cap (ingest.max_bytes)')
             chunks: list[bytes] = []
             size = 0
+            # The client's timeout bounds each read; this bounds the whole download (a trickling server).
+            deadline = time.monotonic() + timeout
             # iter_bytes decodes gzip/deflate, so the cap also bounds a compression bomb.
             for chunk in response.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise FeedError(f'feed "{feed_name}": {url} timed out after {timeout:g} s (ingest.timeout)')
                 size += len(chunk)
                 if size > max_bytes:
                     raise FeedError(f'feed "{feed_name}": more than {max_bytes} bytes, over the cap (ingest.max_bytes)')
@@ -131,7 +136,8 @@ def _parse_with_feedparser(content: bytes, *, feed_name: str, content_type: str 
     # feedparser's own sanitiser mangles HTML5 entities ("&percnt;"); clean_text strips every tag with nh3 instead.
     parsed = feedparser.parse(content, response_headers=headers, sanitize_html=False, resolve_relative_uris=True)
     warning = None
-    if parsed.get("bozo"):
+    # A well-formed feed served as text/plain (raw.githubusercontent.com does) is not ill-formed.
+    if parsed.get("bozo") and not isinstance(parsed.get("bozo_exception"), feedparser.NonXMLContentType):
         reason = parsed.get("bozo_exception")
         if not parsed.entries and not parsed.get("feed"):
             raise FeedError(f'feed "{feed_name}": not a readable RSS/Atom/JSON feed ({reason})')
@@ -197,6 +203,8 @@ def parse_daily_papers_json(content: bytes, *, feed_name: str) -> ParsedFeed:
         data = json.loads(content.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FeedError(f'feed "{feed_name}": not valid JSON: {exc}') from None
+    except RecursionError:
+        raise FeedError(f'feed "{feed_name}": JSON nested too deeply to read') from None
     if isinstance(data, dict):
         data = data.get("papers") or data.get("items") or [data]
     if not isinstance(data, list):

@@ -75,11 +75,11 @@ def ingest_feeds(
 
 
 def _ingest_one(feed: FeedConfig, *, store: Store, client: httpx.Client, config: Config) -> FeedReport:
-    etag, last_modified = store.feed_state(feed.name)
+    etag, last_modified = store.feed_state(feed.name, url=feed.url)
     try:
         fetched = ingest.fetch(
-            feed.url, feed_name=feed.name, client=client,
-            state=ingest.FeedState(etag=etag, last_modified=last_modified), max_bytes=config.max_feed_bytes,
+            feed.url, feed_name=feed.name, client=client, state=ingest.FeedState(etag=etag, last_modified=last_modified),
+            max_bytes=config.max_feed_bytes, timeout=config.fetch_timeout,
         )
         if fetched.not_modified:
             store.record_fetch(feed.name, url=feed.url, status="not-modified", etag=etag, last_modified=last_modified)
@@ -217,7 +217,7 @@ def _digest_for(
     if digest_id is None:
         return DigestOutcome(subscriber.id, "already-sent", period, detail="another run queued it first")
     status, detail = _send(store, transport, config, digest_id=digest_id, recipient=subscriber.email, message=message, attempts=0)
-    return DigestOutcome(subscriber.id, status, period, detail=detail or email.subject, **counts)
+    return DigestOutcome(subscriber.id, status, period, detail=email.subject if status == "sent" else detail, **counts)
 
 
 def _flush_outbox(store: Store, transport: Transport, config: Config) -> list[DigestOutcome]:

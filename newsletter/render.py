@@ -167,8 +167,12 @@ def _address(sender: str) -> str:
     return match.group(1) if match else sender.strip()
 
 
-def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "") -> str:
-    return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str | None = None) -> str:
+    """textwrap.fill for the text part; ``hanging`` indents continuation lines (numbered titles)."""
+    return textwrap.fill(
+        text, width=width, initial_indent=indent, subsequent_indent=indent if hanging is None else hanging,
+        break_long_words=False, break_on_hyphens=False,
+    )
 
 
 def _tidy_text(text: str) -> str:

@@ -40,6 +40,6 @@ def build_scheduler(config_path: Path, *, on_report: Callable[[str, RunReport], 
         if on_report:
             on_report(kind, report)
 
-    scheduler.add_job(job, IntervalTrigger(seconds=config.ingest_every), args=["ingest"], id="ingest", next_run_time=utc_now())
-    scheduler.add_job(job, CronTrigger(second=0), args=["digest"], id="digest")
+    scheduler.add_job(job, IntervalTrigger(seconds=config.ingest_every), args=["ingest"], id="ingest", name="ingest", next_run_time=utc_now())
+    scheduler.add_job(job, CronTrigger(second=0), args=["digest"], id="digest", name="digests due")
     return scheduler

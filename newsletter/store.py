@@ -145,9 +145,13 @@ class Store:
 
     # --- feeds --------------------------------------------------------------
 
-    def feed_state(self, name: str) -> tuple[str | None, str | None]:
-        """(ETag, Last-Modified) remembered from the last successful fetch."""
-        row = self.db.execute("SELECT etag, last_modified FROM feeds WHERE name = ?", [name]).fetchone()
+    def feed_state(self, name: str, *, url: str) -> tuple[str | None, str | None]:
+        """(ETag, Last-Modified) from the last successful fetch of this feed at this URL.
+
+        A feed whose url changed in config.toml starts afresh: the old validators
+        would make the new server answer 304 for content never fetched.
+        """
+        row = self.db.execute("SELECT etag, last_modified FROM feeds WHERE name = ? AND url = ?", [name, url]).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     def record_fetch(

@@ -40,6 +40,9 @@ class Route:
     content_type: str = "application/xml"
     slow: bool = False
     gzip: bool = False
+    last_modified: str = LAST_MODIFIED
+    with_etag: bool = True
+    trickle: float = 0.0  # seconds between 1000-byte chunks
 
     @property
     def etag(self) -> str:
@@ -79,13 +82,21 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
             body = b"" if status == 304 else (gzip.compress(route.body, mtime=0) if route.gzip else route.body)
             self.send_response(status)
             self.send_header("Content-Type", route.content_type)
-            self.send_header("ETag", route.etag)
-            self.send_header("Last-Modified", LAST_MODIFIED)
+            if route.with_etag:
+                self.send_header("ETag", route.etag)
+            self.send_header("Last-Modified", route.last_modified)
             if route.gzip:
                 self.send_header("Content-Encoding", "gzip")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not route.trickle:
+                self.wfile.write(body)
+                return
+            for start in range(0, len(body), 1000):
+                if server.released.wait(route.trickle):
+                    return
+                self.wfile.write(body[start : start + 1000])
+                self.wfile.flush()
 
         def _status(self, route: Route) -> int:
             if route.status != 200:
@@ -93,7 +104,7 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
             # RFC 9110 13.2.2: If-None-Match, when sent, decides; If-Modified-Since only without it.
             if "If-None-Match" in self.headers:
                 return 304 if self.headers["If-None-Match"] == route.etag else 200
-            return 304 if self.headers.get("If-Modified-Since") == LAST_MODIFIED else 200
+            return 304 if self.headers.get("If-Modified-Since") == route.last_modified else 200
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - keep pytest output clean
             pass
@@ -148,7 +159,7 @@ def test_first_fetch_stores_entries_and_identifies_itself(deployment: Deployment
 
     feed = by_name(ingest(deployment))["jwst"]
 
-    assert (feed.new, feed.error, feed.not_modified) == (count_items(body), None, False)
+    assert (feed.new, feed.error, feed.warning, feed.not_modified) == (count_items(body), None, None, False)
     assert stored_count(deployment) == count_items(body)
     [request] = feed_server.requests_to("/feed.xml")
     assert request.status == 200
@@ -173,11 +184,25 @@ def test_second_fetch_sends_validators_and_gets_304(deployment: Deployment, feed
     assert stored_count(deployment) == count_items(route.body)
 
 
+def test_last_modified_alone_gets_304(deployment: Deployment, feed_server: FeedServer) -> None:
+    body = API_FEED.read_bytes()
+    deployment.add_feed("papers", feed_server.serve("/feed.xml", Route(body, with_etag=False)))
+    ingest(deployment)
+
+    feed = by_name(ingest(deployment))["papers"]
+
+    second = feed_server.requests_to("/feed.xml")[1]
+    assert "if-none-match" not in second.headers
+    assert (second.headers.get("if-modified-since"), second.status) == (LAST_MODIFIED, 304)
+    assert feed.not_modified and (feed.new, feed.duplicate) == (0, 0)
+    assert stored_count(deployment) == count_items(body)
+
+
 def test_changed_feed_is_fetched_again(deployment: Deployment, feed_server: FeedServer) -> None:
     deployment.add_feed("papers", feed_server.serve("/feed.xml", Route(API_FEED.read_bytes())))
     ingest(deployment)
     rss = RSS_FEED.read_bytes()
-    feed_server.serve("/feed.xml", Route(rss))  # new content, so a new ETag
+    feed_server.serve("/feed.xml", Route(rss, last_modified=formatdate(1_787_086_400, usegmt=True)))  # new ETag too
 
     feed = by_name(ingest(deployment))["papers"]
 
@@ -283,3 +308,30 @@ def test_cli_ingest_reports_good_and_failed_feeds(deployment: Deployment, feed_s
     assert f"good: {count_items(good)} new" in result.stdout
     assert re.search(r"^broken: FAILED: .*broken.*500", result.stdout, re.M)
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# --- regressions found in review ---------------------------------------------------------
+
+
+def test_trickling_server_hits_the_overall_timeout(feed_server: FeedServer, deployment: Deployment) -> None:
+    """Each read arrives within the 0.5 s timeout, but the whole download would take ~2 s."""
+    deployment.extra = "\n[ingest]\ntimeout = 0.5\n"
+    deployment.add_feed("trickle", feed_server.serve("/trickle.xml", Route(API_FEED.read_bytes(), trickle=0.3)))
+    report = by_name(ingest(deployment))["trickle"]
+    assert report.error is not None and "timed out" in report.error and '"trickle"' in report.error
+
+
+def test_changed_feed_url_does_not_reuse_the_old_validators(feed_server: FeedServer, deployment: Deployment) -> None:
+    deployment.add_feed("papers", feed_server.serve("/a.xml", Route(API_FEED.read_bytes())))
+    assert by_name(ingest(deployment))["papers"].new == 2
+    deployment.feeds.clear()
+    deployment.add_feed("papers", feed_server.serve("/b.xml", Route(RSS_FEED.read_bytes())))  # same Last-Modified
+    report = by_name(ingest(deployment))["papers"]
+    assert not report.not_modified and report.new == count_items(RSS_FEED.read_bytes())
+    assert "if-modified-since" not in feed_server.requests_to("/b.xml")[0].headers
+
+
+def test_well_formed_feed_served_as_text_plain_has_no_warning(feed_server: FeedServer, deployment: Deployment) -> None:
+    deployment.add_feed("plain", feed_server.serve("/plain.txt", Route(API_FEED.read_bytes(), content_type="text/plain; charset=utf-8")))
+    report = by_name(ingest(deployment))["plain"]
+    assert report.new == 2 and report.warning is None and report.error is None

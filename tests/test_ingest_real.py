@@ -384,3 +384,14 @@ def test_fts_finds_every_entry_mentioning_a_word(deployment: Deployment, tmp_pat
     assert mentioning <= set(found)
     assert len(found) == len(set(found))
     assert all(re.search(r"distil", texts[entry_id], re.I) for entry_id in found)
+
+
+def test_deeply_nested_json_is_reported_and_the_next_feed_still_ingests(deployment: Deployment, tmp_path: Path) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_bytes(b"[" * 200_000)
+    deployment.add_feed("deep", deep)
+    deployment.add_feed("api", FEEDS / "xiv" / "tests" / "fixtures" / "arxiv_response.xml")
+    report = pipeline.ingest_feeds(deployment.config(), clock=fixed_clock(NOON))
+    deep_report, api_report = report.feeds
+    assert deep_report.error is not None and '"deep"' in deep_report.error
+    assert api_report.new == 2
