@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from email.utils import formataddr, parseaddr
+
+from email_validator import EmailNotValidError, validate_email
+
 from .clock import parse_hhmm, valid_timezone
 from .errors import ConfigError
 
@@ -148,6 +152,10 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
     for key, value in strings.items():
         if not isinstance(value, str) or not value.strip():
             problems.add(f"{key} must be a non-empty string")
+    for key in ("title", "sender"):
+        if isinstance(news[key], str) and ("\n" in news[key] or "\r" in news[key]):
+            problems.add(f"newsletter.{key} must be a single line")
+    sender = _sender(news["sender"], problems=problems) if isinstance(news["sender"], str) else ""
     timezone = news["timezone"] if isinstance(news["timezone"], str) else "UTC"
     if not valid_timezone(timezone):
         problems.add(f'newsletter.timezone "{timezone}" is not an IANA time zone (e.g. "Europe/London")')
@@ -183,7 +191,7 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
     return Config(
         path=path,
         title=news["title"],
-        sender=news["sender"],
+        sender=sender,
         database=base / news["database"],
         templates=base / news["templates"],
         subscribers=base / news["subscribers"],
@@ -202,6 +210,20 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
         fetch_timeout=float(ingest["timeout"]),
         max_feed_bytes=int(ingest["max_bytes"]),
     )
+
+
+def _sender(value: str, *, problems: _Problems) -> str:
+    """ "Name <address>" with the domain in ASCII (IDNA), or a problem naming the key."""
+    name, address = parseaddr(value)
+    try:
+        valid = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        problems.add(f'newsletter.sender "{value}" has no valid address ({exc}); e.g. "Daily Papers <papers@example.org>"')
+        return value
+    if valid.ascii_email is None:
+        problems.add(f'newsletter.sender "{value}": a non-ASCII mailbox name needs SMTPUTF8, which is not supported')
+        return value
+    return formataddr((name, valid.ascii_email))
 
 
 def _parse_feeds(raw_feeds: Any, *, base: Path, problems: _Problems) -> tuple[FeedConfig, ...]:

@@ -47,21 +47,21 @@ def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime)
     sender_name, sender_address = parseaddr(envelope.sender)
     domain = sender_address.rpartition("@")[2] or "localhost"
     message = EmailMessage(policy=policy.SMTP)
+    message_id = make_msgid(domain=domain)
     try:
-        message["From"] = Address(sender_name, addr_spec=sender_address)
+        message["From"] = Address(_one_line(sender_name), addr_spec=sender_address)
         message["To"] = Address(_one_line(envelope.recipient_name), addr_spec=envelope.recipient)
         message["Subject"] = _one_line(email.subject)
-    except (ValueError, IndexError) as exc:
-        raise DeliveryError(f"cannot address the digest to {envelope.recipient!r}: {exc}") from None
-    message_id = make_msgid(domain=domain)
-    message["Message-ID"] = message_id
-    message["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
-    message["List-Id"] = envelope.list_id
-    message["List-Unsubscribe"] = f"<mailto:{sender_address}?subject=unsubscribe>"
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return message_id, message.as_bytes()
+        message["Message-ID"] = message_id
+        message["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
+        message["List-Id"] = _one_line(envelope.list_id)
+        message["List-Unsubscribe"] = f"<mailto:{sender_address}?subject=unsubscribe>"
+        message["Auto-Submitted"] = "auto-generated"
+        message.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+        message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
+        return message_id, message.as_bytes()
+    except (ValueError, IndexError, UnicodeError) as exc:
+        raise DeliveryError(f"cannot build the digest for {envelope.recipient}: {exc}") from None
 
 
 def _one_line(text: str) -> str:

@@ -135,6 +135,9 @@ def _parse_with_feedparser(content: bytes, *, feed_name: str, content_type: str 
         headers["content-location"] = base_url
     # feedparser's own sanitiser mangles HTML5 entities ("&percnt;"); clean_text strips every tag with nh3 instead.
     parsed = feedparser.parse(content, response_headers=headers, sanitize_html=False, resolve_relative_uris=True)
+    if not parsed.get("version") and not parsed.entries:
+        what = "empty" if not content.strip() else "not an RSS/Atom/JSON feed (an HTML page or an error message?)"
+        raise FeedError(f'feed "{feed_name}": {what}')
     warning = None
     # A well-formed feed served as text/plain (raw.githubusercontent.com does) is not ill-formed.
     if parsed.get("bozo") and not isinstance(parsed.get("bozo_exception"), feedparser.NonXMLContentType):
@@ -166,10 +169,12 @@ def _entry_from_feedparser(raw: Any, *, feed_name: str) -> Entry | None:
     link = _first_http_link(raw)
     guid = (raw.get("id") or "").strip() or None
     identity = canonical_id(link=link, guid=guid, doi_text=raw.get("prism_doi") or raw.get("dc_identifier"))
-    title = clean_text(raw.get("title", ""))
+    title = clean_text(raw.get("title", ""), is_html=_is_html(raw, "title"))
     if identity is None or not (title or link):
         return None
     summary_html = raw.get("summary", "") or _content_value(raw)
+    if not _is_html(raw, "summary"):  # Atom type="text" (arXiv's API): "x<y" is text, not a tag
+        summary_html = html.escape(summary_html)
     summary, authors_from_summary = _split_summary(summary_html)
     authors = max(_authors(raw), authors_from_summary, key=len)  # rfeed's <author> holds only the first
     pdf_url = next((item.get("href") for item in raw.get("links", []) if item.get("type") == "application/pdf"), None)
@@ -186,7 +191,7 @@ def _entry_from_feedparser(raw: Any, *, feed_name: str) -> Entry | None:
         published=_struct_time_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed")),
         version=version,
         pdf_url=pdf_url or _default_pdf(entry_id),
-        comment=clean_text(raw.get("arxiv_comment", "")) or None,
+        comment=clean_text(raw.get("arxiv_comment", ""), is_html=False) or None,
         guid=guid,
         source=feed_name,
     )
@@ -206,6 +211,9 @@ def parse_daily_papers_json(content: bytes, *, feed_name: str) -> ParsedFeed:
     except RecursionError:
         raise FeedError(f'feed "{feed_name}": JSON nested too deeply to read') from None
     if isinstance(data, dict):
+        if not isinstance(data.get("papers") or data.get("items"), list) and "paper" not in data:
+            keys = ", ".join(sorted(data)[:5])
+            raise FeedError(f'feed "{feed_name}": JSON object with keys {keys} is not a daily-papers list')
         data = data.get("papers") or data.get("items") or [data]
     if not isinstance(data, list):
         raise FeedError(f'feed "{feed_name}": JSON must be a list of daily-papers items')
@@ -238,7 +246,7 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
     if not found:
         raise ValueError(f"paper.id {paper['id']!r} is not an arXiv id")
     entry_id = f"arxiv:{found[0]}"
-    title = clean_text(item.get("title") or paper.get("title") or "")
+    title = clean_text(item.get("title") or paper.get("title") or "", is_html=False)
     if not title:
         raise ValueError(f"{entry_id} has no title")
     upvotes = paper.get("upvotes")
@@ -246,9 +254,9 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
         id=entry_id,
         title=title,
         link=f"https://huggingface.co/papers/{found[0]}",
-        summary=clean_text(paper.get("summary") or item.get("summary") or ""),
+        summary=clean_text(paper.get("summary") or item.get("summary") or "", is_html=False),
         authors=tuple(
-            clean_text(author.get("name", "")) for author in paper.get("authors", []) if isinstance(author, dict) and author.get("name")
+            clean_text(author.get("name", ""), is_html=False) for author in paper.get("authors", []) if isinstance(author, dict) and author.get("name")
         ),
         published=_iso_datetime(paper.get("publishedAt") or item.get("publishedAt")),
         version=found[1],
@@ -268,11 +276,11 @@ _PARAGRAPH = re.compile(r"<p\b[^>]*>(.*?)</p\s*>", re.I | re.S)
 _LABELLED = re.compile(r"^\s*<b>\s*[\w ]+:\s*</b>", re.I)
 
 
-def clean_text(value: str) -> str:
-    """Plain text from untrusted feed HTML or text: tags removed (nh3), entities decoded, whitespace collapsed."""
-    if not value:
+def clean_text(value: str, *, is_html: bool = True) -> str:
+    """Plain text from untrusted feed HTML (tags removed by nh3, entities decoded) or text; whitespace collapsed."""
+    if not isinstance(value, str) or not value:
         return ""
-    if "<" in value or "&" in value:
+    if is_html and ("<" in value or "&" in value):
         value = html.unescape(nh3.clean(value, tags=set()))
         # feedparser drops the ";" of HTML5 entities it does not know ("&percnt;" -> "&percnt").
         value = _BARE_ENTITY.sub(_bare_entity, value)
@@ -315,11 +323,17 @@ def _closed_entries(content: bytes) -> int:
 
 
 def _authors(raw: Any) -> tuple[str, ...]:
-    names = [clean_text(author.get("name", "")) for author in raw.get("authors", []) if isinstance(author, dict)]
+    names = [clean_text(author.get("name", ""), is_html=False) for author in raw.get("authors", []) if isinstance(author, dict)]
     names = [name for name in names if name]
     if len(names) == 1 and "," in names[0]:  # dc:creator "A, B, C" as one string (arXiv RSS)
         names = [part.strip() for part in names[0].split(",") if part.strip()]
     return tuple(names)
+
+
+def _is_html(raw: Any, key: str) -> bool:
+    """feedparser's verdict on a field's type; RSS descriptions and Atom type="html" are HTML."""
+    detail = raw.get(f"{key}_detail") or {}
+    return "html" in str(detail.get("type", "text/html"))
 
 
 def _content_value(raw: Any) -> str:

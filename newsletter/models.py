@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,14 @@ class Subscriber:
     categories: tuple[str, ...] = ()
     liked: tuple[str, ...] = ()
     path: Path | None = None
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """Document frequencies over every stored entry, so IDF does not swing with one day's pool."""
+
+    size: int
+    document_frequency: Mapping[str, int]  # keyword as the subscriber wrote it -> entries containing it
 
 
 @dataclass(frozen=True)

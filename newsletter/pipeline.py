@@ -9,7 +9,9 @@ problem goes into the RunReport and the run goes on.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+import os
+import socket
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +25,10 @@ from .clock import is_due, period_of, utc_now
 from .config import Config, FeedConfig
 from .deliver import Envelope, MaildirTransport, SmtpSettings, SmtpTransport, Transport, build_message
 from .errors import DeliveryError, FeedError, NewsletterError, RenderError
-from .models import Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
+from .models import CorpusStats, Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
 from .rank import rank
 from .render import Branding, Renderer
-from .store import Store
+from .store import QueuedDigest, Store
 from .subscribers import Defaults, LoadedSubscribers, find_subscriber, load_subscribers
 
 Clock = Callable[[], dt.datetime]
@@ -115,7 +117,11 @@ def subscribers_of(config: Config) -> LoadedSubscribers:
 def build_digest(config: Config, store: Store, subscriber: Subscriber, *, now: dt.datetime, limit: int | None = None) -> Digest:
     candidates = store.candidates(subscriber.id, since=now - dt.timedelta(days=config.lookback_days))
     liked = store.entries_by_id(subscriber.liked)
-    items = rank(subscriber, candidates, max_items=limit or subscriber.max_items, min_score=config.min_score, liked=liked)
+    keywords = [keyword for topic in subscriber.topics for keyword in topic.keywords]
+    corpus = CorpusStats(size=store.count_entries(), document_frequency=store.document_frequencies(keywords))
+    items = rank(
+        subscriber, candidates, max_items=limit or subscriber.max_items, min_score=config.min_score, liked=liked, corpus=corpus,
+    )
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
     return Digest(subscriber=subscriber, items=tuple(items), considered=len(candidates), period=period, created_at=_local(now, subscriber))
 
@@ -167,7 +173,8 @@ def run_digests(
         transport = transport or (None if request.dry_run else make_transport(config))
         try:
             if transport is not None:
-                outcomes += _flush_outbox(store, transport, config)
+                only = [subscriber.id for subscriber in chosen] if request.subscriber_ids else None
+                outcomes += _flush_outbox(store, transport, config, subscribers=only, now=clock())
             for subscriber in chosen:
                 outcome = _digest_for(config, store, subscriber, request=request, renderer=renderer, transport=transport, now=clock())
                 outcomes.append(outcome)
@@ -192,8 +199,9 @@ def _digest_for(
 ) -> DigestOutcome:
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
     earlier = store.digest_status(subscriber.id, period)
-    if earlier is not None:
-        return DigestOutcome(subscriber.id, "already-sent", period, detail=f"this period's digest is {earlier}")
+    if earlier not in (None, "empty"):  # an empty period may still get papers that arrived later
+        status, detail = _EARLIER[earlier]
+        return DigestOutcome(subscriber.id, status, period, detail=detail)
     if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
         return DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}")
     try:
@@ -215,31 +223,63 @@ def _digest_for(
         considered=digest.considered,
     )
     if digest_id is None:
-        return DigestOutcome(subscriber.id, "already-sent", period, detail="another run queued it first")
-    status, detail = _send(store, transport, config, digest_id=digest_id, recipient=subscriber.email, message=message, attempts=0)
+        return DigestOutcome(subscriber.id, "queued", period, detail="another run queued it first")
+    queued = QueuedDigest(digest_id, subscriber.id, period, subscriber.email, message, 0, "queued", None, None)
+    status, detail = _send(store, transport, config, queued)
     return DigestOutcome(subscriber.id, status, period, detail=email.subject if status == "sent" else detail, **counts)
 
 
-def _flush_outbox(store: Store, transport: Transport, config: Config) -> list[DigestOutcome]:
-    """Deliver digests queued by an earlier run that crashed or failed before sending them."""
+_EARLIER = {
+    "sent": ("already-sent", "this period's digest was sent"),
+    "queued": ("queued", "this period's digest waits in the outbox"),
+    "sending": ("queued", "this period's digest is being sent"),
+    "failed": ("gave-up", f"this period's digest failed {MAX_DELIVERY_ATTEMPTS} times; see `newsletter status`"),
+}
+
+
+def _flush_outbox(store: Store, transport: Transport, config: Config, *, subscribers: Iterable[str] | None, now: dt.datetime) -> list[DigestOutcome]:
+    """Deliver digests an earlier run queued but did not finish (it crashed, or the server failed)."""
     outcomes = []
-    for queued in store.queued_digests():
-        status, detail = _send(store, transport, config, digest_id=queued.id, recipient=queued.recipient, message=queued.message, attempts=queued.attempts)
-        outcomes.append(DigestOutcome(queued.subscriber, status, queued.period, detail=f"from the outbox: {detail}"))
+    for pending in store.pending_digests(subscribers):
+        if pending.status == "sending" and not _abandoned(pending, now=now):
+            continue  # another live process is sending it right now
+        status, detail = _send(store, transport, config, pending)
+        outcomes.append(DigestOutcome(pending.subscriber, status, pending.period, detail=f"from the outbox: {detail}"))
     return outcomes
 
 
-def _send(store: Store, transport: Transport, config: Config, *, digest_id: int, recipient: str, message: bytes, attempts: int) -> tuple[str, str]:
-    store.mark_digest(digest_id, status="sending")
+def _send(store: Store, transport: Transport, config: Config, pending: QueuedDigest) -> tuple[str, str]:
+    """Claim, send, record. Only the claimed message can be in flight twice (if this process dies mid-send)."""
+    if not store.claim_digest(pending, owner=_OWNER):
+        return "queued", "another process claimed it first"
     try:
-        receipt = transport.send(message, sender=config.sender, recipient=recipient)
+        receipt = transport.send(pending.message, sender=config.sender, recipient=pending.recipient)
     except DeliveryError as exc:
-        # Left queued, so the next run tries again, until the attempts run out.
-        final = attempts + 1 >= MAX_DELIVERY_ATTEMPTS
-        store.mark_digest(digest_id, status="failed" if final else "queued", error=str(exc))
-        return "failed", str(exc)
-    store.mark_digest(digest_id, status="sent")
+        status = store.finish_digest(pending.id, error=str(exc), max_attempts=MAX_DELIVERY_ATTEMPTS)
+        later = "will retry on the next run" if status == "queued" else f"gave up after {MAX_DELIVERY_ATTEMPTS} attempts"
+        return "failed", f"{exc} ({later})"
+    store.finish_digest(pending.id, max_attempts=MAX_DELIVERY_ATTEMPTS)
     return "sent", receipt
+
+
+_OWNER = f"{socket.gethostname()}:{os.getpid()}"
+CLAIM_LEASE = dt.timedelta(minutes=10)
+
+
+def _abandoned(pending: QueuedDigest, *, now: dt.datetime) -> bool:
+    """A "sending" claim whose process is gone (same host, pid not running) or whose lease ran out."""
+    if pending.claimed_at is None or dt.datetime.fromisoformat(pending.claimed_at) + CLAIM_LEASE < now:
+        return True
+    host, _, pid = (pending.claimed_by or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or pending.claimed_by == _OWNER:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _branding(config: Config) -> Branding:

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import snowballstemmer
 
-from .models import Entry, Reason, ScoredEntry, Subscriber
+from .models import CorpusStats, Entry, Reason, ScoredEntry, Subscriber
 
 K1 = 1.2
 B = 0.75
@@ -30,6 +30,9 @@ CATEGORY_BOOST = 0.3  # mild: never enough on its own (it needs text relevance f
 LIKED_BOOST = 3.0  # times cosine similarity to the closest liked paper
 LIKED_MIN_SIMILARITY = 0.2
 UPVOTE_PRIOR = 0.1  # times log1p(upvotes): breaks ties among relevant papers only
+# A keyword in most papers still means the paper is on the reader's topic (a narrow feed):
+# it weighs less than a rare one, but a title match alone still clears the default threshold.
+IDF_FLOOR = 1.0
 
 _STEMMER = snowballstemmer.stemmer("english")
 _WORD = re.compile(r"[^\W_]+")
@@ -60,13 +63,17 @@ def rank(
     max_items: int | None = None,
     min_score: float = 1.0,
     liked: Sequence[Entry] = (),
+    corpus: CorpusStats | None = None,
 ) -> list[ScoredEntry]:
-    """The subscriber's best candidates, best first, each with the reasons it was picked."""
+    """The subscriber's best candidates, best first, each with the reasons it was picked.
+
+    IDF comes from ``corpus`` (every stored entry) when given, else from the candidates.
+    """
     docs = [_Doc(entry, tokens(entry.title), tokens(entry.summary)) for entry in candidates]
     if not docs:
         return []
     phrases = {kw: tokens(kw) for topic in subscriber.topics for kw in topic.keywords}
-    idf = _idf(docs, [p for p in phrases.values() if p])
+    idf = _idf(docs, {kw: p for kw, p in phrases.items() if p}, corpus)
     avg_body = sum(len(doc.body) for doc in docs) / len(docs) or 1.0
     excluded = [tokens(phrase) for phrase in subscriber.exclude]
     followed = [_name_key(name) for name in subscriber.authors]
@@ -85,7 +92,7 @@ def rank(
 
 
 def _text_score(
-    subscriber: Subscriber, doc: _Doc, phrases: dict[str, tuple[str, ...]], idf: dict[tuple[str, ...], float], avg_body: float
+    subscriber: Subscriber, doc: _Doc, phrases: dict[str, tuple[str, ...]], idf: dict[str, float], avg_body: float
 ) -> tuple[float, list[Reason]]:
     norm = K1 * (1 - B + B * len(doc.body) / avg_body)
     total = 0.0
@@ -99,7 +106,7 @@ def _text_score(
                 continue
             tf = TITLE_WEIGHT * _count(doc.title, phrase) + _count(doc.body, phrase)
             if tf:
-                topic_score += idf[phrase] * tf * (K1 + 1) / (tf + norm)
+                topic_score += idf[keyword] * tf * (K1 + 1) / (tf + norm)
                 matched.append(keyword)
         if matched:
             total += topic.weight * topic_score
@@ -140,12 +147,14 @@ def _boosts(
     return score, reasons
 
 
-def _idf(docs: list[_Doc], phrases: list[tuple[str, ...]]) -> dict[tuple[str, ...], float]:
-    n = len(docs)
+def _idf(docs: list[_Doc], phrases: dict[str, tuple[str, ...]], corpus: CorpusStats | None) -> dict[str, float]:
     idf = {}
-    for phrase in set(phrases):
-        df = sum(1 for doc in docs if _contains(doc.title, phrase) or _contains(doc.body, phrase))
-        idf[phrase] = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    for keyword, phrase in phrases.items():
+        n, df = len(docs), sum(1 for doc in docs if _contains(doc.title, phrase) or _contains(doc.body, phrase))
+        if corpus is not None and keyword in corpus.document_frequency:
+            # The store's stemmer (porter) differs slightly from ours (snowball): never count below the pool.
+            n, df = max(corpus.size, n), max(corpus.document_frequency[keyword], df)
+        idf[keyword] = max(IDF_FLOOR, math.log(1 + (n - df + 0.5) / (df + 0.5)))
     return idf
 
 

@@ -46,14 +46,19 @@ class QueuedDigest:
     recipient: str
     message: bytes
     attempts: int
+    status: str  # "queued", or "sending" when a process claimed it (and may have died)
+    claimed_by: str | None
+    claimed_at: str | None
 
 
 class Store:
-    def __init__(self, path: Path, *, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], dt.datetime], create: bool = True) -> None:
         self.path = path
         self._clock = clock
         if path.exists() and not path.is_file():
             raise StoreError(f"{path}: database path is not a file")
+        if not create and not path.exists():
+            raise StoreError(f"{path}: no database yet; run `newsletter ingest` first")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
@@ -63,7 +68,7 @@ class Store:
             self.db = sqlite_utils.Database(conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: cannot open the database ({exc}); it was left untouched") from None
+            raise _store_error(path, exc) from None
         except OSError as exc:
             raise StoreError(f"{path}: cannot open the database: {exc.strerror}") from None
 
@@ -85,10 +90,20 @@ class Store:
             raise StoreError(f"{self.path}: database is busy ({exc}); try again") from None
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _store_error(self.path, exc) from None
             raise
-        conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """A read; a damaged file becomes a StoreError naming it."""
+        try:
+            return self.db.execute(sql, list(params))
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc) from None
 
     def _now(self) -> str:
         return self._clock().astimezone(dt.timezone.utc).isoformat(timespec="seconds")
@@ -132,6 +147,7 @@ class Store:
                 "id": int, "subscriber": str, "period": str, "status": str, "recipient": str,
                 "subject": str, "message_id": str, "message": bytes, "items": int, "considered": int,
                 "attempts": int, "created_at": str, "sent_at": str, "last_error": str,
+                "claimed_by": str, "claimed_at": str,
             },
             pk="id", not_null={"subscriber", "period", "status"},
         )
@@ -151,7 +167,7 @@ class Store:
         A feed whose url changed in config.toml starts afresh: the old validators
         would make the new server answer 304 for content never fetched.
         """
-        row = self.db.execute("SELECT etag, last_modified FROM feeds WHERE name = ? AND url = ?", [name, url]).fetchone()
+        row = self._query("SELECT etag, last_modified FROM feeds WHERE name = ? AND url = ?", [name, url]).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
     def record_fetch(
@@ -179,7 +195,7 @@ class Store:
             )
 
     def feeds(self) -> list[dict[str, Any]]:
-        return list(self.db["feeds"].rows_where(order_by="name"))
+        return _dicts(self._query("SELECT * FROM feeds ORDER BY name"))
 
     # --- entries ------------------------------------------------------------
 
@@ -218,13 +234,12 @@ class Store:
         return SaveCounts(new=new, duplicate=duplicate, updated=updated)
 
     def _entry_row(self, entry_id: str) -> dict[str, Any] | None:
-        cursor = self.db.execute(
+        rows = _dicts(self._query(
             "SELECT id, title, link, summary, authors, categories, published, version, upvotes, pdf_url, comment"
             " FROM entries WHERE id = ?",
             [entry_id],
-        )
-        row = cursor.fetchone()
-        return dict(zip([c[0] for c in cursor.description], row)) if row else None
+        ))
+        return rows[0] if rows else None
 
     def candidates(self, subscriber: str, *, since: dt.datetime) -> list[Entry]:
         """Entries first seen since ``since`` that this subscriber has not received."""
@@ -240,28 +255,31 @@ class Store:
         return self._select_entries(f"e.id IN ({', '.join('?' * len(wanted))})", wanted)
 
     def _select_entries(self, where: str, params: list[Any]) -> list[Entry]:
-        cursor = self.db.execute(
+        cursor = self._query(
             "SELECT e.*, (SELECT group_concat(feed, char(31)) FROM entry_sources s WHERE s.entry_id = e.id) AS sources"
             f" FROM entries e WHERE {where} ORDER BY e.first_seen DESC, e.id",
             params,
         )
-        names = [c[0] for c in cursor.description]
-        return [_row_to_entry(dict(zip(names, row))) for row in cursor]
+        return [_row_to_entry(row) for row in _dicts(cursor)]
 
-    def search(self, query: str, *, limit: int = 20) -> list[str]:
-        """Entry ids matching an FTS5 query, best first (BM25)."""
-        return [row["id"] for row in self.db["entries"].search(query, columns=["id"], limit=limit, quote=True)]
+    def document_frequencies(self, phrases: Iterable[str]) -> dict[str, int]:
+        """How many stored entries contain each phrase (FTS5, porter stemming): the corpus side of IDF."""
+        counts = {}
+        for phrase in set(phrases):
+            query = '"' + phrase.replace('"', '""') + '"'
+            counts[phrase] = self._query("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH ?", [query]).fetchone()[0]
+        return counts
 
     def sources_of(self, entry_id: str) -> list[str]:
-        return [row[0] for row in self.db.execute("SELECT feed FROM entry_sources WHERE entry_id = ? ORDER BY feed", [entry_id])]
+        return [row[0] for row in self._query("SELECT feed FROM entry_sources WHERE entry_id = ? ORDER BY feed", [entry_id])]
 
     def count_entries(self) -> int:
-        return self.db["entries"].count
+        return int(self._query("SELECT count(*) FROM entries").fetchone()[0])
 
     # --- digests (the outbox) -----------------------------------------------
 
     def digest_status(self, subscriber: str, period: str) -> str | None:
-        row = self.db.execute("SELECT status FROM digests WHERE subscriber = ? AND period = ?", [subscriber, period]).fetchone()
+        row = self._query("SELECT status FROM digests WHERE subscriber = ? AND period = ?", [subscriber, period]).fetchone()
         return row[0] if row else None
 
     def queue_digest(
@@ -270,11 +288,13 @@ class Store:
     ) -> int | None:
         """Store the rendered digest as queued and its items as sent, atomically.
 
-        Returns the digest id, or None if this subscriber already has a digest
-        for this period (another process got there first).
+        An "empty" row for the period gives way (new papers arrived later that
+        day). Returns the digest id, or None if the period already has a real
+        digest (another process got there first).
         """
         now = self._now()
         with self.transaction() as conn:
+            conn.execute("DELETE FROM digests WHERE subscriber = ? AND period = ? AND status = 'empty'", [subscriber, period])
             try:
                 cursor = conn.execute(
                     "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, message, items,"
@@ -291,44 +311,78 @@ class Store:
             )
         return digest_id
 
-    def record_empty(self, *, subscriber: str, period: str, considered: int) -> bool:
-        """Remember that nothing matched this period, so status shows it and it is not retried."""
+    def record_empty(self, *, subscriber: str, period: str, considered: int) -> None:
+        """Remember that nothing matched (status shows it); a later run this period may still send."""
         with self.transaction() as conn:
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO digests (subscriber, period, status, items, considered, attempts, created_at)"
-                " VALUES (?, ?, 'empty', 0, ?, 0, ?)",
+            conn.execute(
+                "INSERT INTO digests (subscriber, period, status, items, considered, attempts, created_at)"
+                " VALUES (?, ?, 'empty', 0, ?, 0, ?)"
+                " ON CONFLICT (subscriber, period) DO UPDATE SET considered = excluded.considered,"
+                " created_at = excluded.created_at WHERE status = 'empty'",
                 [subscriber, period, considered, self._now()],
             )
-        return cursor.rowcount == 1
 
-    def queued_digests(self) -> list[QueuedDigest]:
-        cursor = self.db.execute(
-            "SELECT id, subscriber, period, recipient, message, attempts FROM digests"
-            " WHERE status IN ('queued', 'sending') ORDER BY id"
+    def pending_digests(self, subscribers: Iterable[str] | None = None) -> list[QueuedDigest]:
+        """Queued digests, and ones claimed for sending (their sender may have died), oldest first."""
+        where, params = "status IN ('queued', 'sending')", []
+        if subscribers is not None:
+            chosen = list(subscribers)
+            where += f" AND subscriber IN ({', '.join('?' * len(chosen))})"
+            params = chosen
+        cursor = self._query(
+            "SELECT id, subscriber, period, recipient, message, attempts, status, claimed_by, claimed_at"
+            f" FROM digests WHERE {where} ORDER BY id",
+            params,
         )
         return [QueuedDigest(*row) for row in cursor]
 
-    def mark_digest(self, digest_id: int, *, status: str, error: str | None = None) -> None:
-        sent_at = self._now() if status == "sent" else None
+    def claim_digest(self, digest: QueuedDigest, *, owner: str) -> bool:
+        """Mark it "sending" by ``owner``, unless another process changed it since it was read."""
         with self.transaction() as conn:
-            conn.execute(
-                "UPDATE digests SET status = ?, last_error = ?, sent_at = coalesce(?, sent_at),"
-                " attempts = attempts + (? IN ('sent', 'failed')) WHERE id = ?",
-                [status, error, sent_at, status, digest_id],
+            cursor = conn.execute(
+                "UPDATE digests SET status = 'sending', claimed_by = ?, claimed_at = ?"
+                " WHERE id = ? AND status = ? AND claimed_at IS ?",
+                [owner, self._now(), digest.id, digest.status, digest.claimed_at],
             )
+        return cursor.rowcount == 1
+
+    def finish_digest(self, digest_id: int, *, error: str | None = None, max_attempts: int) -> str:
+        """Record the outcome; returns the new status ("sent", "queued" to retry, or "failed").
+
+        A digest that finally fails gives its papers back, so a later digest can carry them.
+        """
+        with self.transaction() as conn:
+            if error is None:
+                conn.execute("UPDATE digests SET status = 'sent', sent_at = ?, last_error = NULL WHERE id = ?", [self._now(), digest_id])
+                return "sent"
+            attempts = conn.execute("SELECT attempts + 1 FROM digests WHERE id = ?", [digest_id]).fetchone()[0]
+            status = "failed" if attempts >= max_attempts else "queued"
+            conn.execute(
+                "UPDATE digests SET status = ?, attempts = ?, last_error = ?, claimed_by = NULL, claimed_at = NULL WHERE id = ?",
+                [status, attempts, error, digest_id],
+            )
+            if status == "failed":
+                conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest_id])
+            return status
 
     def digest_summary(self, *, days: int = 14) -> list[dict[str, Any]]:
         """Per period and status: how many digests, and the last error."""
-        cursor = self.db.execute(
+        return _dicts(self._query(
             "SELECT period, status, count(*) AS n, max(last_error) AS last_error FROM digests"
             " GROUP BY period, status ORDER BY period DESC, status LIMIT ?",
             [days * 6],
-        )
-        names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
+        ))
 
-    def sent_entry_ids(self, subscriber: str) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT entry_id FROM sent_items WHERE subscriber = ?", [subscriber])}
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
+
+
+def _store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return StoreError(f"{path}: database is busy ({exc}); try again")
+    return StoreError(f"{path}: the database is damaged or not a newsletter database ({exc}); it was left as it is — restore a backup or point newsletter.database elsewhere")
 
 
 # --- row <-> Entry -------------------------------------------------------------

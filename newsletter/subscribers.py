@@ -99,9 +99,12 @@ def parse_subscriber(raw: dict[str, Any], *, subscriber_id: str, path: Path, def
         fail('email is required, e.g. email = "ada@example.org"')
     email = _string(raw, "email", fail)
     try:
-        email = validate_email(email, check_deliverability=False).normalized
+        valid = validate_email(email, check_deliverability=False)
     except EmailNotValidError as exc:
         fail(f'email "{email}" is not a valid address: {exc}')
+    if valid.ascii_email is None:
+        fail(f'email "{email}": a non-ASCII mailbox name needs SMTPUTF8, which is not supported')
+    email = valid.ascii_email  # an internationalised domain in its IDNA form
     timezone = _string(raw, "timezone", fail, default=defaults.timezone)
     if not valid_timezone(timezone):
         fail(f'timezone "{timezone}" is not an IANA time zone (e.g. "Europe/London")')

@@ -58,7 +58,8 @@ class Deployment:
         (root / "subscribers").mkdir()
         shutil.copytree(REPO / "templates", root / "templates")
         self.feeds: list[tuple[str, str]] = []
-        self.extra = ""
+        self.extra = ""  # appended to config.toml
+        self.header = '[newsletter]\ndatabase = "newsletter.db"\n'  # the [newsletter] table
 
     def add_feed(self, name: str, url: str | Path) -> None:
         self.feeds.append((name, str(url)))
@@ -71,14 +72,7 @@ class Deployment:
     @property
     def config_path(self) -> Path:
         feeds = "".join(f'\n[[feeds]]\nname = "{name}"\nurl = "{url}"\n' for name, url in self.feeds)
-        text = textwrap.dedent(
-            """
-            [newsletter]
-            title = "Daily Papers"
-            sender = "Daily Papers <papers@example.org>"
-            database = "newsletter.db"
-            """
-        ) + feeds + self.extra
+        text = self.header + feeds + self.extra
         path = self.root / "config.toml"
         path.write_text(text, encoding="utf-8")
         return path

@@ -318,15 +318,13 @@ def test_fts_follows_the_revised_abstract(deployment: Deployment, tmp_path: Path
     deployment.add_feed("revised", feed_path)
     ingest(deployment)
     with open_store(deployment) as store:
-        assert store.search("quokka") == [f"arxiv:{REVISED_ID}"]
-        assert store.search("wombatic") == []
+        assert store.document_frequencies(["quokka", "wombatic"]) == {"quokka": 1, "wombatic": 0}
 
     write_atom(feed_path, [_revision(2, V2_ABSTRACT)])
     ingest(deployment)
 
     with open_store(deployment) as store:
-        assert store.search("wombatic") == [f"arxiv:{REVISED_ID}"]
-        assert store.search("quokka") == []
+        assert store.document_frequencies(["quokka", "wombatic"]) == {"quokka": 0, "wombatic": 1}
 
 
 # --- the same paper from two sources -------------------------------------------------------------
@@ -368,22 +366,22 @@ def test_same_paper_from_two_feeds_is_one_entry_with_both_sources(deployment: De
 # --- full-text search ------------------------------------------------------------------------------
 
 
-def test_fts_finds_every_entry_mentioning_a_word(deployment: Deployment, tmp_path: Path) -> None:
+def test_fts_counts_every_entry_mentioning_a_word_or_phrase(deployment: Deployment, tmp_path: Path) -> None:
+    """The document frequencies ranking uses for IDF come from the FTS index (porter stemming)."""
     rows = jsonl_rows(JSONL_DAY)
-    mentioning = {
-        f"arxiv:{row['id']}" for row in rows if re.search(r"\bdistillation\b", row["title"] + " " + row["summary"], re.I)
-    }
-    assert mentioning
+    unique = {row["id"]: f"{row['title']} {row['summary']}" for row in rows}
+
+    def mentioning(pattern: str) -> int:
+        return sum(1 for text in unique.values() if re.search(pattern, text, re.I))
+
     deployment.add_feed("arxiv-listing", atom_from_jsonl(rows, tmp_path / "listing.xml"))
     ingest(deployment)
-
     with open_store(deployment) as store:
-        found = store.search("distillation", limit=len(rows))
-        texts = {entry.id: f"{entry.title} {entry.summary}" for entry in store.entries_by_id(found)}
+        counts = store.document_frequencies(["distillation", "knowledge distillation", "zzyzx"])
 
-    assert mentioning <= set(found)
-    assert len(found) == len(set(found))
-    assert all(re.search(r"distil", texts[entry_id], re.I) for entry_id in found)
+    assert mentioning(r"\bdistillation\b") <= counts["distillation"] <= mentioning(r"\bdistill")
+    assert 0 < counts["knowledge distillation"] == mentioning(r"\bknowledge[\s-]+distillations?\b")
+    assert counts["zzyzx"] == 0
 
 
 def test_deeply_nested_json_is_reported_and_the_next_feed_still_ingests(deployment: Deployment, tmp_path: Path) -> None:
@@ -395,3 +393,19 @@ def test_deeply_nested_json_is_reported_and_the_next_feed_still_ingests(deployme
     deep_report, api_report = report.feeds
     assert deep_report.error is not None and '"deep"' in deep_report.error
     assert api_report.new == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"", "empty"),
+        (b"<!DOCTYPE html><html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>", "not an RSS/Atom/JSON feed"),
+        (b'{"error": "Invalid date", "status": 400}', "is not a daily-papers list"),
+    ],
+)
+def test_content_that_is_not_a_feed_is_an_error(deployment: Deployment, tmp_path: Path, body: bytes, expected: str) -> None:
+    path = tmp_path / "not-a-feed"
+    path.write_bytes(body)
+    deployment.add_feed("bogus", path)
+    (report,) = pipeline.ingest_feeds(deployment.config(), clock=fixed_clock(NOON)).feeds
+    assert report.error is not None and '"bogus"' in report.error and expected in report.error

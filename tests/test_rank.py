@@ -101,3 +101,14 @@ def test_liked_papers_pull_similar_ones(papers: list[Entry]) -> None:
     assert ranked and liked.id not in {i.entry.id for i in ranked}
     assert "federated" in (ranked[0].entry.title + ranked[0].entry.summary).lower()
     assert ranked[0].reasons[0].kind == "liked"
+
+
+def test_a_keyword_in_every_paper_still_picks_them() -> None:
+    """A narrow feed where every paper is on the reader's topic: low IDF must not empty the digest."""
+    pool = [
+        Entry(id=f"arxiv:2601.0001{i}", title=f"Knowledge distillation for task {i}", link=f"https://arxiv.org/abs/2601.0001{i}",
+              summary=f"We study knowledge distillation on benchmark {i} with a compact student.")
+        for i in range(5)
+    ]
+    ranked = rank(reader(Topic("KD", ("knowledge distillation",))), pool, max_items=10)  # the default threshold
+    assert len(ranked) == 5

@@ -89,10 +89,15 @@ def test_cli_check_ok_on_the_shipped_demo() -> None:
         ('[smtp]\npassword = "hunter2"\n', "smtp.password: secrets never live in the file"),
         ('[newsletter2]\nx = 1\n', "unknown section [newsletter2]"),
         ('[[feeds]]\nname = "x"\nurl = "ftp://example.org/feed"\n', 'feed "x": url "ftp://example.org/feed"'),
+        ('[newsletter]\nsender = "not an address"\n', 'newsletter.sender "not an address" has no valid address'),
+        ('[newsletter]\ntitle = "Daily\\nPapers"\n', "newsletter.title must be a single line"),
     ],
 )
 def test_config_problems_name_the_key(deployment: Deployment, snippet: str, expected: str) -> None:
     deployment.extra = "\n" + snippet
+    if snippet.startswith("[newsletter]"):  # replace the fixture's own [newsletter] table
+        deployment.extra = ""
+        deployment.header = snippet
     with pytest.raises(ConfigError) as caught:
         deployment.config()
     assert any(expected in line and "config.toml" in line for line in caught.value.problems), caught.value.problems
@@ -115,3 +120,16 @@ def test_defaults_and_relative_paths(deployment: Deployment) -> None:
     assert config.database == deployment.root / "newsletter.db"
     assert config.maildir == deployment.root / "outbox"
     assert config.send_at == dt.time(7, 0) and config.ingest_every == 1800 and config.max_items == 10
+
+
+def test_internationalised_domains_are_sent_in_idna(deployment: Deployment) -> None:
+    deployment.header = '[newsletter]\nsender = "Papiere <papers@exämple.org>"\n'
+    deployment.add_feed("cs-ai", EXAMPLES / "arxiv-cs.AI.atom.xml")
+    deployment.add_subscriber("grace", SUBSCRIBER_GRACE.replace("grace@example.org", "grace@bücher.example"))
+    config = deployment.config()
+    assert config.sender == "Papiere <papers@xn--exmple-cua.org>"
+    pipeline.ingest_feeds(config, clock=fixed_clock(NOON))
+    report = pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=fixed_clock(NOON))
+    assert [o.status for o in report.digests] == ["sent"], report
+    (message,) = [p.read_bytes() for p in (config.maildir / "new").iterdir()]
+    assert b"To: Grace <grace@xn--bcher-kva.example>" in message
