@@ -98,7 +98,7 @@ def ingest(ctx: click.Context, feed_name: str | None) -> None:
 
 def _print_feed(feed: FeedReport) -> None:
     if feed.error:
-        click.secho(f"{feed.name}: FAILED: {feed.error}", fg="red")
+        click.secho(f"{feed.name}: FAILED: {feed.error}", fg="red", err=True)
         return
     if feed.not_modified:
         click.echo(f"{feed.name}: not modified")
@@ -196,7 +196,7 @@ def digest(ctx: click.Context, subscribers: tuple[str, ...], everyone: bool, dry
 
 
 def _print_digest(outcome: DigestOutcome) -> None:
-    colour = {"sent": "green", "failed": "red", "dry-run": "cyan"}.get(outcome.status)
+    colour = {"sent": "green", "failed": "red", "gave-up": "red", "dry-run": "cyan"}.get(outcome.status)
     picked = f" ({outcome.items} of {outcome.considered})" if outcome.items else ""
     detail = f": {outcome.detail}" if outcome.detail else ""
     click.secho(f"{outcome.subscriber} [{outcome.period}]: {outcome.status}{picked}{detail}", fg=colour)

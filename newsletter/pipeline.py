@@ -36,8 +36,8 @@ MAX_DELIVERY_ATTEMPTS = 5
 
 
 @contextmanager
-def open_store(config: Config, *, clock: Clock = utc_now) -> Iterator[Store]:
-    store = Store(config.database, clock=clock)
+def open_store(config: Config, *, clock: Clock = utc_now, create: bool = True) -> Iterator[Store]:
+    store = Store(config.database, clock=clock, create=create)
     try:
         yield store
     finally:
@@ -129,14 +129,14 @@ def build_digest(config: Config, store: Store, subscriber: Subscriber, *, now: d
 def rank_for(config: Config, subscriber_id: str, *, limit: int | None = None, clock: Clock = utc_now) -> list[ScoredEntry]:
     """The subscriber's next digest candidates, best first (nothing recorded)."""
     subscriber = find_subscriber(config.subscribers, subscriber_id, defaults=_defaults(config))
-    with open_store(config, clock=clock) as store:
+    with open_store(config, clock=clock, create=False) as store:
         return list(build_digest(config, store, subscriber, now=clock(), limit=limit).items)
 
 
 def preview(config: Config, subscriber_id: str, *, clock: Clock = utc_now) -> RenderedEmail:
     """The subscriber's next digest, rendered; nothing is sent or recorded."""
     subscriber = find_subscriber(config.subscribers, subscriber_id, defaults=_defaults(config))
-    with open_store(config, clock=clock) as store:
+    with open_store(config, clock=clock, create=False) as store:
         digest = build_digest(config, store, subscriber, now=clock())
     return Renderer(config.templates).render(digest, branding=_branding(config))
 
@@ -319,7 +319,7 @@ def _is_file(path: str) -> bool:
 
 def status(config: Config, *, clock: Clock = utc_now) -> dict[str, Any]:
     """Feeds' health, the store's size and the outbox per day."""
-    with open_store(config, clock=clock) as store:
+    with open_store(config, clock=clock, create=False) as store:
         return {
             "database": str(config.database),
             "entries": store.count_entries(),

@@ -76,7 +76,7 @@ def inline_css(html: str) -> str:
 
 
 def digest_context(digest: Digest, *, branding: Branding) -> dict[str, Any]:
-    items = [_item_context(index, item) for index, item in enumerate(digest.items, start=1)]
+    items = [_item_context(item) for item in digest.items]
     groups = _group_by_topic(items)
     subscriber = digest.subscriber
     return {
@@ -102,14 +102,13 @@ def subject_line(title: str, items: Sequence[ScoredEntry]) -> str:
     return f"{title} — {count}" + (f": {about}" if about else "")
 
 
-def _item_context(index: int, item: ScoredEntry) -> dict[str, Any]:
+def _item_context(item: ScoredEntry) -> dict[str, Any]:
     entry = item.entry
     arxiv = entry.id[6:] if entry.id.startswith("arxiv:") else None
     return {
-        "number": index,
         "id": entry.id,
         "title": entry.title,
-        "link": _safe_url(entry.link) or (f"https://arxiv.org/abs/{arxiv}" if arxiv else ""),
+        "link": _safe_url(entry.link) or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None),
         "authors": shorten_authors(entry.authors),
         "abstract": trim_text(entry.summary, ABSTRACT_CHARS),
         "pdf_url": _safe_url(entry.pdf_url),
@@ -128,9 +127,13 @@ def _non_topic_group(item: ScoredEntry) -> str:
 
 
 def _group_by_topic(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups in the order of their best paper; papers numbered as the reader sees them."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         groups.setdefault(item["topic"], []).append(item)
+    shown = [member for members in groups.values() for member in members]
+    for number, member in enumerate(shown, start=1):
+        member["number"] = number
     return [{"topic": topic, "items": members} for topic, members in groups.items()]
 
 

@@ -306,7 +306,7 @@ def test_cli_ingest_reports_good_and_failed_feeds(deployment: Deployment, feed_s
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"good: {count_items(good)} new" in result.stdout
-    assert re.search(r"^broken: FAILED: .*broken.*500", result.stdout, re.M)
+    assert re.search(r"^broken: FAILED: .*broken.*500", result.stderr, re.M)
     assert "Traceback" not in result.stdout + result.stderr
 
 

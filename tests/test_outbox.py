@@ -1,0 +1,144 @@
+"""The outbox: queued before sending, claimed by one process, retried a bounded number of times."""
+
+from __future__ import annotations
+
+import datetime as dt
+import mailbox
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import EXAMPLES, NOON, SUBSCRIBER_ADA, SUBSCRIBER_GRACE, Deployment, fixed_clock
+from newsletter import pipeline
+from newsletter.deliver import MaildirTransport
+from newsletter.errors import DeliveryError
+from newsletter.store import Store
+
+
+class DownTransport:
+    """A mail server that is down: every send fails (a side effect passed in, as in production)."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        self.attempts += 1
+        raise DeliveryError(f"smtp 127.0.0.1: sending to {recipient} failed: connection refused")
+
+    def close(self) -> None:
+        pass
+
+
+def _deployment(deployment: Deployment) -> Deployment:
+    deployment.add_feed("cs-ai", EXAMPLES / "arxiv-cs.AI.atom.xml")
+    deployment.add_subscriber("ada", SUBSCRIBER_ADA)
+    deployment.add_subscriber("grace", SUBSCRIBER_GRACE)
+    pipeline.ingest_feeds(deployment.config(), clock=fixed_clock(NOON))
+    return deployment
+
+
+def _row(config_db: Path, subscriber: str) -> tuple[str, int, str | None]:
+    with Store(config_db, clock=lambda: NOON) as store:
+        return store.db.execute("SELECT status, attempts, last_error FROM digests WHERE subscriber = ?", [subscriber]).fetchone()
+
+
+def test_failures_are_retried_then_given_up_and_papers_given_back(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    down = DownTransport()
+    request = pipeline.DigestRequest(subscriber_ids=("grace",), ignore_time=True)
+    first = pipeline.run_digests(config, request, clock=fixed_clock(NOON), transport=down)
+    assert [o.status for o in first.digests] == ["failed"] and "will retry" in first.digests[0].detail
+    assert _row(config.database, "grace")[:2] == ("queued", 1)
+    for _ in range(pipeline.MAX_DELIVERY_ATTEMPTS + 2):
+        pipeline.run_digests(config, request, clock=fixed_clock(NOON), transport=down)
+    status, attempts, error = _row(config.database, "grace")
+    assert (status, attempts) == ("failed", pipeline.MAX_DELIVERY_ATTEMPTS) and "connection refused" in (error or "")
+    assert down.attempts == pipeline.MAX_DELIVERY_ATTEMPTS  # no retry after giving up
+    # The papers were never delivered, so they are offered again.
+    assert len(pipeline.rank_for(config, "grace", clock=fixed_clock(NOON))) == 10
+    last = pipeline.run_digests(config, request, clock=fixed_clock(NOON), transport=down)
+    assert [o.status for o in last.digests] == ["gave-up"]
+
+
+def test_a_run_for_one_subscriber_leaves_the_others_queue_alone(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=fixed_clock(NOON), transport=DownTransport())
+    report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON))
+    assert [(o.subscriber, o.status) for o in report.digests] == [("ada", "sent"), ("ada", "already-sent")]
+    assert _row(config.database, "grace")[0] == "queued"
+
+
+def test_only_one_process_can_claim_a_queued_digest(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON), transport=DownTransport())
+    with Store(config.database, clock=lambda: NOON) as one, Store(config.database, clock=lambda: NOON) as two:
+        (seen_by_one,) = one.pending_digests()
+        (seen_by_two,) = two.pending_digests()
+        assert one.claim_digest(seen_by_one, owner="host-a:1")
+        assert not two.claim_digest(seen_by_two, owner="host-b:2")
+
+
+def test_a_send_abandoned_by_a_dead_process_is_resent_once(deployment: Deployment, tmp_path: Path) -> None:
+    config = _deployment(deployment).config()
+    pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON), transport=DownTransport())
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with Store(config.database, clock=lambda: NOON) as store:
+        (pending,) = store.pending_digests()
+        assert store.claim_digest(pending, owner=f"{socket.gethostname()}:{dead.stdout.strip()}")
+    report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON))
+    assert [o.status for o in report.digests] == ["sent", "already-sent"]  # resent from the outbox; nothing new queued
+    assert len(mailbox.Maildir(config.maildir, create=False)) == 1
+
+
+def test_a_send_in_flight_in_a_live_process_is_left_alone(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON), transport=DownTransport())
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with Store(config.database, clock=lambda: NOON) as store:
+            (pending,) = store.pending_digests()
+            assert store.claim_digest(pending, owner=f"{socket.gethostname()}:{live.pid}")
+        report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON))
+        assert [o.status for o in report.digests] == ["queued"]
+        assert not config.maildir.exists() or len(mailbox.Maildir(config.maildir, create=False)) == 0
+        later = NOON + pipeline.CLAIM_LEASE + dt.timedelta(minutes=1)  # the lease ran out: the claim is stale
+        report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(later))
+        assert [o.status for o in report.digests][0] == "sent"
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_damaged_database_is_one_line_and_left_untouched(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=fixed_clock(NOON), transport=MaildirTransport(config.maildir))
+    size = config.database.stat().st_size
+    with config.database.open("r+b") as handle:  # keep the header page, damage every page after it
+        handle.seek(4096)
+        handle.write(b"\xde\xad\xbe\xef" * ((size - 4096) // 4))
+    damaged = config.database.read_bytes()
+    for command in (["ingest"], ["rank", "ada"], ["status"], ["digest", "--all"], ["preview", "ada", "--text"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "newsletter", "--config", str(deployment.config_path), *command], capture_output=True, text=True
+        )
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr and "newsletter.db" in result.stderr, (command, result.stderr)
+    assert config.database.read_bytes() == damaged
+
+
+def test_garbage_database_file_is_never_overwritten(deployment: Deployment) -> None:
+    config = deployment.config()
+    config.database.write_bytes(b"this is my thesis, not a database\n" * 100)
+    original = config.database.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(deployment.config_path), "ingest"], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "newsletter.db" in result.stderr
+    assert config.database.read_bytes() == original
+
+
+def test_read_only_commands_do_not_create_a_database(deployment: Deployment) -> None:
+    deployment.add_subscriber("ada", SUBSCRIBER_ADA)
+    for command in (["preview", "ada"], ["rank", "ada"], ["status"]):
+        result = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(deployment.config_path), *command], capture_output=True, text=True)
+        assert result.returncode == 1 and "run `newsletter ingest` first" in result.stderr
+    assert not (deployment.root / "newsletter.db").exists()
