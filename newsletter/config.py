@@ -135,56 +135,17 @@ class _Problems:
 def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
     problems = _Problems(path)
     base = path.resolve().parent
-    sections: dict[str, dict[str, Any]] = {}
-    for section, defaults in _SECTIONS.items():
-        given = raw.get(section, {})
-        if not isinstance(given, dict):
-            problems.add(f"[{section}] must be a table")
-            given = {}
-        for key in given.keys() - defaults.keys():
-            problems.add(f"unknown key {section}.{key} (known: {', '.join(sorted(defaults))})")
-        sections[section] = {**defaults, **given}
-    for section in raw.keys() - _SECTIONS.keys() - {"feeds"}:
-        problems.add(f"unknown section [{section}]")
-
+    sections = _sections(raw, problems)
     news = sections["newsletter"]
-    strings = {f"newsletter.{k}": news[k] for k in ("title", "sender", "database", "templates", "subscribers", "timezone")}
-    for key, value in strings.items():
-        if not isinstance(value, str) or not value.strip():
-            problems.add(f"{key} must be a non-empty string")
-    for key in ("title", "sender"):
-        if isinstance(news[key], str) and ("\n" in news[key] or "\r" in news[key]):
-            problems.add(f"newsletter.{key} must be a single line")
-    sender = _sender(news["sender"], problems=problems) if isinstance(news["sender"], str) else ""
-    timezone = news["timezone"] if isinstance(news["timezone"], str) else "UTC"
-    if not valid_timezone(timezone):
-        problems.add(f'newsletter.timezone "{timezone}" is not an IANA time zone (e.g. "Europe/London")')
-    base_url = news["base_url"]
-    if base_url is not None and (not isinstance(base_url, str) or not re.match(r"https?://", base_url)):
-        problems.add(f'newsletter.base_url "{base_url}" must start with http:// or https://')
-
+    sender, timezone, base_url = _check_newsletter(news, problems)
     feeds = _parse_feeds(raw.get("feeds", []), base=base, problems=problems)
-    schedule = sections["schedule"]
+    schedule, ranking, delivery, ingest = (sections[name] for name in ("schedule", "ranking", "delivery", "ingest"))
     ingest_every = _duration(schedule["ingest_every"], key="schedule.ingest_every", problems=problems)
     send_at = parse_hhmm(schedule["send_at"])
     if send_at is None:
         problems.add(f'schedule.send_at "{schedule["send_at"]}" is not HH:MM')
-    ranking = sections["ranking"]
-    for key in ("max_items", "lookback_days"):
-        if not _is_int(ranking[key]) or ranking[key] < 1:
-            problems.add(f"ranking.{key} must be a positive integer, not {ranking[key]!r}")
-    if not _is_number(ranking["min_score"]) or ranking["min_score"] < 0:
-        problems.add(f"ranking.min_score must be a number >= 0, not {ranking['min_score']!r}")
-
-    delivery = sections["delivery"]
-    if delivery["method"] not in ("maildir", "smtp"):
-        problems.add(f'delivery.method "{delivery["method"]}" must be "maildir" or "smtp"')
+    _check_numbers(sections, problems)
     smtp = _parse_smtp(sections["smtp"], problems=problems)
-    ingest = sections["ingest"]
-    if not _is_number(ingest["timeout"]) or ingest["timeout"] <= 0:
-        problems.add(f"ingest.timeout must be a positive number of seconds, not {ingest['timeout']!r}")
-    if not _is_int(ingest["max_bytes"]) or ingest["max_bytes"] < 1024:
-        problems.add(f"ingest.max_bytes must be an integer >= 1024, not {ingest['max_bytes']!r}")
     if problems.lines:
         raise ConfigError(problems.lines)
 
@@ -196,7 +157,7 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
         templates=base / news["templates"],
         subscribers=base / news["subscribers"],
         timezone=timezone,
-        base_url=base_url.rstrip("/") if base_url else None,
+        base_url=base_url,
         feeds=feeds,
         ingest_every=ingest_every,
         send_at=send_at,  # type: ignore[arg-type]  # checked above
@@ -210,6 +171,56 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
         fetch_timeout=float(ingest["timeout"]),
         max_feed_bytes=int(ingest["max_bytes"]),
     )
+
+
+def _sections(raw: dict[str, Any], problems: _Problems) -> dict[str, dict[str, Any]]:
+    """Every known table with its defaults filled in; unknown tables and keys are problems."""
+    sections: dict[str, dict[str, Any]] = {}
+    for section, defaults in _SECTIONS.items():
+        given = raw.get(section, {})
+        if not isinstance(given, dict):
+            problems.add(f"[{section}] must be a table")
+            given = {}
+        for key in given.keys() - defaults.keys():
+            problems.add(f"unknown key {section}.{key} (known: {', '.join(sorted(defaults))})")
+        sections[section] = {**defaults, **given}
+    for section in raw.keys() - _SECTIONS.keys() - {"feeds"}:
+        problems.add(f"unknown section [{section}]")
+    return sections
+
+
+def _check_newsletter(news: dict[str, Any], problems: _Problems) -> tuple[str, str, str | None]:
+    """(sender with an ASCII domain, default time zone, base_url without trailing slash)."""
+    for key in ("title", "sender", "database", "templates", "subscribers", "timezone"):
+        if not isinstance(news[key], str) or not news[key].strip():
+            problems.add(f"newsletter.{key} must be a non-empty string")
+    for key in ("title", "sender"):
+        if isinstance(news[key], str) and ("\n" in news[key] or "\r" in news[key]):
+            problems.add(f"newsletter.{key} must be a single line")
+    sender = _sender(news["sender"], problems=problems) if isinstance(news["sender"], str) else ""
+    timezone = news["timezone"] if isinstance(news["timezone"], str) else "UTC"
+    if not valid_timezone(timezone):
+        problems.add(f'newsletter.timezone "{timezone}" is not an IANA time zone (e.g. "Europe/London")')
+    base_url = news["base_url"]
+    if base_url is not None and (not isinstance(base_url, str) or not re.match(r"https?://", base_url)):
+        problems.add(f'newsletter.base_url "{base_url}" must start with http:// or https://')
+        base_url = None
+    return sender, timezone, base_url.rstrip("/") if base_url else None
+
+
+def _check_numbers(sections: dict[str, dict[str, Any]], problems: _Problems) -> None:
+    ranking, ingest = sections["ranking"], sections["ingest"]
+    for key in ("max_items", "lookback_days"):
+        if not _is_int(ranking[key]) or ranking[key] < 1:
+            problems.add(f"ranking.{key} must be a positive integer, not {ranking[key]!r}")
+    if not _is_number(ranking["min_score"]) or ranking["min_score"] < 0:
+        problems.add(f"ranking.min_score must be a number >= 0, not {ranking['min_score']!r}")
+    if sections["delivery"]["method"] not in ("maildir", "smtp"):
+        problems.add(f'delivery.method "{sections["delivery"]["method"]}" must be "maildir" or "smtp"')
+    if not _is_number(ingest["timeout"]) or ingest["timeout"] <= 0:
+        problems.add(f"ingest.timeout must be a positive number of seconds, not {ingest['timeout']!r}")
+    if not _is_int(ingest["max_bytes"]) or ingest["max_bytes"] < 1024:
+        problems.add(f"ingest.max_bytes must be an integer >= 1024, not {ingest['max_bytes']!r}")
 
 
 def _sender(value: str, *, problems: _Problems) -> str:

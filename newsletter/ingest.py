@@ -81,23 +81,9 @@ def fetch(
                 return FetchResult(None, etag=state.etag, last_modified=state.last_modified, url=str(response.url))
             if response.status_code >= 400:
                 raise FeedError(f'feed "{feed_name}": {url} answered HTTP {response.status_code} {response.reason_phrase}')
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise FeedError(f'feed "{feed_name}": {declared} bytes is over the {max_bytes}-byte cap (ingest.max_bytes)')
-            chunks: list[bytes] = []
-            size = 0
-            # The client's timeout bounds each read; this bounds the whole download (a trickling server).
-            deadline = time.monotonic() + timeout
-            # iter_bytes decodes gzip/deflate, so the cap also bounds a compression bomb.
-            for chunk in response.iter_bytes():
-                if time.monotonic() > deadline:
-                    raise FeedError(f'feed "{feed_name}": {url} timed out after {timeout:g} s (ingest.timeout)')
-                size += len(chunk)
-                if size > max_bytes:
-                    raise FeedError(f'feed "{feed_name}": more than {max_bytes} bytes, over the cap (ingest.max_bytes)')
-                chunks.append(chunk)
+            content = _read_capped(response, feed_name=feed_name, max_bytes=max_bytes, timeout=timeout)
             return FetchResult(
-                b"".join(chunks),
+                content,
                 etag=response.headers.get("ETag"),
                 last_modified=response.headers.get("Last-Modified"),
                 content_type=response.headers.get("Content-Type"),
@@ -107,6 +93,26 @@ def fetch(
         raise FeedError(f'feed "{feed_name}": {url} timed out (ingest.timeout)') from None
     except httpx.HTTPError as exc:
         raise FeedError(f'feed "{feed_name}": cannot fetch {url}: {exc or type(exc).__name__}') from None
+
+
+def _read_capped(response: httpx.Response, *, feed_name: str, max_bytes: int, timeout: float) -> bytes:
+    """The decoded body, refused past the size cap or the overall deadline."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FeedError(f'feed "{feed_name}": {declared} bytes is over the {max_bytes}-byte cap (ingest.max_bytes)')
+    chunks: list[bytes] = []
+    size = 0
+    # The client's timeout bounds each read; this bounds the whole download (a trickling server).
+    deadline = time.monotonic() + timeout
+    # iter_bytes decodes gzip/deflate, so the cap also bounds a compression bomb.
+    for chunk in response.iter_bytes():
+        if time.monotonic() > deadline:
+            raise FeedError(f'feed "{feed_name}": {response.url} timed out after {timeout:g} s (ingest.timeout)')
+        size += len(chunk)
+        if size > max_bytes:
+            raise FeedError(f'feed "{feed_name}": more than {max_bytes} bytes, over the cap (ingest.max_bytes)')
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _read_file(path: Path, *, feed_name: str, max_bytes: int) -> FetchResult:

@@ -131,7 +131,7 @@ class DigestOutcome:
     """What happened to one subscriber's digest in a run."""
 
     subscriber: str
-    status: str  # "sent" | "empty" | "not-due" | "already-sent" | "failed" | "dry-run" | "unsubscribed"
+    status: str  # "sent" | "empty" | "not-due" | "already-sent" | "queued" | "failed" | "gave-up" | "dry-run"
     period: str = ""
     items: int = 0
     considered: int = 0

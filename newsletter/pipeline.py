@@ -92,7 +92,10 @@ def _ingest_one(feed: FeedConfig, *, store: Store, client: httpx.Client, config:
         return FeedReport(feed.name, error=str(exc))
     counts = store.save_entries(parsed.entries)
     status = "warning" if parsed.warning or parsed.skipped else "ok"
-    warning = parsed.warning or (parsed.skipped[0] + (f" (+{len(parsed.skipped) - 1} more)" if len(parsed.skipped) > 1 else "") if parsed.skipped else None)
+    warning = parsed.warning
+    if warning is None and parsed.skipped:
+        more = len(parsed.skipped) - 1
+        warning = parsed.skipped[0] + (f" (+{more} more)" if more else "")
     store.record_fetch(
         feed.name, url=feed.url, status=status, error=None, etag=fetched.etag, last_modified=fetched.last_modified,
         counts=counts, skipped=len(parsed.skipped),
@@ -283,7 +286,7 @@ def _abandoned(pending: QueuedDigest, *, now: dt.datetime) -> bool:
 
 
 def _branding(config: Config) -> Branding:
-    return Branding(title=config.title, sender=config.sender, base_url=config.base_url)
+    return Branding(title=config.title, sender=config.sender)
 
 
 def _envelope(config: Config, subscriber: Subscriber) -> Envelope:

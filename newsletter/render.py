@@ -33,7 +33,6 @@ class Branding:
 
     title: str
     sender: str
-    base_url: str | None = None
 
 
 class Renderer:
