@@ -68,8 +68,10 @@ def load_subscribers(directory: Path, *, defaults: Defaults = Defaults()) -> Loa
 
 
 def find_subscriber(directory: Path, subscriber_id: str, *, defaults: Defaults = Defaults()) -> Subscriber:
+    if not _ID_PATTERN.fullmatch(subscriber_id):
+        raise SubscriberError(f'"{subscriber_id}" is not a subscriber id: ids are the file names in {_shown(directory)} (letters, digits, ".", "_", "-")')
     path = directory / f"{subscriber_id}.toml"
-    if not _ID_PATTERN.fullmatch(subscriber_id) or not path.is_file():
+    if not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
         hint = difflib.get_close_matches(subscriber_id, known, n=1)
         suggestion = f'; did you mean "{hint[0]}"?' if hint else f" (known: {', '.join(known) or 'none'})"
