@@ -61,6 +61,7 @@ class Config:
     max_items: int
     lookback_days: int
     min_score: float
+    diversity: float
     delivery_method: str
     maildir: Path
     smtp: SmtpConfig
@@ -81,7 +82,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "base_url": None,
     },
     "schedule": {"ingest_every": "30m", "send_at": "07:00"},
-    "ranking": {"max_items": 10, "lookback_days": 7, "min_score": 1.0},
+    "ranking": {"max_items": 10, "lookback_days": 7, "min_score": 1.0, "diversity": 0.5},
     "delivery": {"method": "maildir", "maildir": "outbox"},
     "web": {"secret_env": "NEWSLETTER_SECRET"},
     "smtp": {
@@ -164,6 +165,7 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
         max_items=ranking["max_items"],
         lookback_days=ranking["lookback_days"],
         min_score=float(ranking["min_score"]),
+        diversity=float(ranking["diversity"]),
         delivery_method=delivery["method"],
         maildir=base / str(delivery["maildir"]),
         smtp=smtp,
@@ -215,6 +217,8 @@ def _check_numbers(sections: dict[str, dict[str, Any]], problems: _Problems) -> 
             problems.add(f"ranking.{key} must be a positive integer, not {ranking[key]!r}")
     if not _is_number(ranking["min_score"]) or ranking["min_score"] < 0:
         problems.add(f"ranking.min_score must be a number >= 0, not {ranking['min_score']!r}")
+    if not _is_number(ranking["diversity"]) or not 0 <= ranking["diversity"] < 1:
+        problems.add(f"ranking.diversity must be a number from 0 (off) to below 1, not {ranking['diversity']!r}")
     if sections["delivery"]["method"] not in ("maildir", "smtp"):
         problems.add(f'delivery.method "{sections["delivery"]["method"]}" must be "maildir" or "smtp"')
     if not _is_number(ingest["timeout"]) or ingest["timeout"] <= 0:

@@ -21,6 +21,7 @@ from typing import Any
 import feedparser
 import httpx
 import nh3
+from pylatexenc.latex2text import LatexNodes2Text
 
 from . import __version__
 from .errors import FeedError
@@ -333,7 +334,24 @@ def _authors(raw: Any) -> tuple[str, ...]:
     names = [name for name in names if name]
     if len(names) == 1 and "," in names[0]:  # dc:creator "A, B, C" as one string (arXiv RSS)
         names = [part.strip() for part in names[0].split(",") if part.strip()]
-    return tuple(names)
+    return tuple(name_from_latex(name) for name in names)
+
+
+_LATEX = LatexNodes2Text(math_mode="text", strict_latex_spaces=False)
+
+
+def name_from_latex(name: str) -> str:
+    """arXiv writes accents in LaTeX ("Pi\\v{z}urica"); readers and author matching want "Pižurica".
+
+    Only names: pylatexenc is lossy on whole abstracts (it drops \\textsf{...}, treats % as a comment).
+    """
+    if "\\" not in name and "{" not in name:
+        return name
+    try:
+        converted = " ".join(_LATEX.latex_to_text(name).split())
+    except Exception:  # noqa: BLE001 - pylatexenc raises many kinds on odd input; keep the raw name then
+        return name
+    return converted if converted and len(converted) >= len(name) // 2 else name
 
 
 def _is_html(raw: Any, key: str) -> bool:

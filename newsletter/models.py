@@ -83,7 +83,8 @@ class Reason:
 class ScoredEntry:
     entry: Entry
     score: float
-    reasons: tuple[Reason, ...] = ()
+    reasons: tuple[Reason, ...] = ()  # the strongest topic first
+    highlights: tuple[str, ...] = ()  # the exact words of title/abstract that matched, to mark in the email
 
     @property
     def topics(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from .config import Config, FeedConfig
 from .deliver import Envelope, MaildirTransport, SmtpSettings, SmtpTransport, Transport, build_message
 from .errors import DeliveryError, FeedError, NewsletterError, RenderError
 from .models import CorpusStats, Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
-from .rank import rank
+from .rank import Pool, RankSettings, rank
 from .render import Branding, Renderer
 from .store import QueuedDigest, Store
 from .subscribers import Defaults, LoadedSubscribers, find_subscriber, load_subscribers
@@ -117,23 +117,39 @@ def subscribers_of(config: Config) -> LoadedSubscribers:
     return load_subscribers(config.subscribers, defaults=_defaults(config))
 
 
-def build_digest(config: Config, store: Store, subscriber: Subscriber, *, now: dt.datetime, limit: int | None = None) -> Digest:
-    candidates = store.candidates(subscriber.id, since=now - dt.timedelta(days=config.lookback_days))
-    liked = store.entries_by_id(subscriber.liked)
-    keywords = [keyword for topic in subscriber.topics for keyword in topic.keywords]
+def candidate_pool(config: Config, store: Store, subscribers: Sequence[Subscriber], *, now: dt.datetime) -> Pool:
+    """Every entry first seen within lookback_days, analysed once for all these subscribers."""
+    keywords = {keyword for subscriber in subscribers for topic in subscriber.topics for keyword in topic.keywords}
     corpus = CorpusStats(size=store.count_entries(), document_frequency=store.document_frequencies(keywords))
+    return Pool(store.entries_since(now - dt.timedelta(days=config.lookback_days)), corpus=corpus)
+
+
+def build_digest(
+    config: Config, store: Store, subscriber: Subscriber, *, now: dt.datetime, pool: Pool | None = None,
+    limit: int | None = None, include_below_threshold: bool = False,
+) -> Digest:
+    pool = pool if pool is not None else candidate_pool(config, store, [subscriber], now=now)
+    already_sent = store.sent_ids_since(subscriber.id, since=now - dt.timedelta(days=config.lookback_days))
     items = rank(
-        subscriber, candidates, max_items=limit or subscriber.max_items, min_score=config.min_score, liked=liked, corpus=corpus,
+        subscriber, pool, max_items=limit or subscriber.max_items, liked=store.entries_by_id(subscriber.liked),
+        settings=RankSettings(min_score=config.min_score, diversity=config.diversity, now=now),
+        skip_ids=already_sent, include_below_threshold=include_below_threshold,
     )
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
-    return Digest(subscriber=subscriber, items=tuple(items), considered=len(candidates), period=period, created_at=_local(now, subscriber))
+    considered = len(pool) - sum(1 for entry_id in already_sent if entry_id in pool.doc_of)
+    return Digest(subscriber=subscriber, items=tuple(items), considered=considered, period=period, created_at=_local(now, subscriber))
 
 
-def rank_for(config: Config, subscriber_id: str, *, limit: int | None = None, clock: Clock = utc_now) -> list[ScoredEntry]:
-    """The subscriber's next digest candidates, best first (nothing recorded)."""
+def rank_for(
+    config: Config, subscriber_id: str, *, limit: int | None = None, include_below_threshold: bool = False, clock: Clock = utc_now,
+) -> list[ScoredEntry]:
+    """The subscriber's next digest candidates, best first (nothing recorded); optionally every candidate."""
     subscriber = find_subscriber(config.subscribers, subscriber_id, defaults=_defaults(config))
+    if include_below_threshold and limit is None:
+        limit = 10_000
     with open_store(config, clock=clock, create=False) as store:
-        return list(build_digest(config, store, subscriber, now=clock(), limit=limit).items)
+        digest = build_digest(config, store, subscriber, now=clock(), limit=limit, include_below_threshold=include_below_threshold)
+        return list(digest.items)
 
 
 def preview(config: Config, subscriber_id: str, *, clock: Clock = utc_now) -> RenderedEmail:
@@ -178,8 +194,11 @@ def run_digests(
             if transport is not None:
                 only = [subscriber.id for subscriber in chosen] if request.subscriber_ids else None
                 outcomes += _flush_outbox(store, transport, config, subscribers=only, now=clock())
+            pool = candidate_pool(config, store, chosen, now=clock()) if chosen else None
             for subscriber in chosen:
-                outcome = _digest_for(config, store, subscriber, request=request, renderer=renderer, transport=transport, now=clock())
+                outcome = _digest_for(
+                    config, store, subscriber, request=request, renderer=renderer, transport=transport, now=clock(), pool=pool,
+                )
                 outcomes.append(outcome)
                 if on_digest:
                     on_digest(outcome)
@@ -198,7 +217,7 @@ def make_transport(config: Config) -> Transport:
 
 def _digest_for(
     config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Renderer,
-    transport: Transport | None, now: dt.datetime,
+    transport: Transport | None, now: dt.datetime, pool: Pool | None,
 ) -> DigestOutcome:
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
     earlier = store.digest_status(subscriber.id, period)
@@ -208,7 +227,7 @@ def _digest_for(
     if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
         return DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}")
     try:
-        digest = build_digest(config, store, subscriber, now=now)
+        digest = build_digest(config, store, subscriber, now=now, pool=pool)
         if not digest.items:
             if not request.dry_run:
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)

@@ -1,21 +1,29 @@
 """Score a subscriber's candidates against their preferences; pure computation, no I/O.
 
-Text relevance is BM25 over stemmed tokens (snowball English), title matches
-counting more than abstract matches, each keyword matched as a whole-word
-phrase ("RAG" never matches "storage"; "teacher-student" equals "teacher
-student"). Topic weights scale it; followed authors, categories, liked
-papers and upvotes add smaller, explained boosts. ``min_score`` keeps a quiet
-day short instead of padding it with unrelated papers.
+Text relevance is BM25 over stemmed words (snowball English): each keyword is
+matched as a whole-word phrase ("RAG" never matches "storage"; "teacher-student"
+equals "teacher student"), a title match counts twice an abstract match, IDF
+comes from every stored entry (the FTS index counts them) when the pipeline
+passes it. Topic weights scale it; a paper on several topics gets a bonus;
+followed authors and liked papers add explained relevance; categories,
+upvotes and freshness are small boosts that only reorder papers that are
+already relevant. A threshold keeps quiet days short, and a diversity
+setting keeps one topic from filling the whole digest.
+
+Per-entry work (tokenising, stemming, postings, lengths) happens once per
+run in a ``Pool``; per subscriber only their keywords' postings are visited,
+and each phrase's matches are cached across subscribers.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import snowballstemmer
@@ -25,14 +33,18 @@ from .models import CorpusStats, Entry, Reason, ScoredEntry, Subscriber
 K1 = 1.2
 B = 0.75
 TITLE_WEIGHT = 2.0  # a term in the title says more about the paper than one in the abstract
-AUTHOR_BOOST = 3.0
-CATEGORY_BOOST = 0.3  # mild: never enough on its own (it needs text relevance first)
-LIKED_BOOST = 3.0  # times cosine similarity to the closest liked paper
-LIKED_MIN_SIMILARITY = 0.2
-UPVOTE_PRIOR = 0.1  # times log1p(upvotes): breaks ties among relevant papers only
 # A keyword in most papers still means the paper is on the reader's topic (a narrow feed):
 # it weighs less than a rare one, but a title match alone still clears the default threshold.
 IDF_FLOOR = 1.0
+MULTI_TOPIC_BONUS = 0.15  # per extra topic matched: several of the reader's topics beat one
+AUTHOR_BOOST = 3.0
+LIKED_BOOST = 4.0  # times cosine similarity to the closest liked paper
+LIKED_MIN_SIMILARITY = 0.25
+CATEGORY_BOOST = 0.3  # mild, and only for papers already relevant
+UPVOTE_PRIOR = 0.08  # times log1p(upvotes), capped: a tie-breaker among relevant papers
+UPVOTE_PRIOR_CAP = 0.4
+RECENCY_PRIOR = 0.2  # for a paper published now, falling to 0 at RECENCY_DAYS
+RECENCY_DAYS = 7.0
 
 _STEMMER = snowballstemmer.stemmer("english")
 _WORD = re.compile(r"[^\W_]+")
@@ -40,180 +52,286 @@ _WORD = re.compile(r"[^\W_]+")
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    return _STEMMER.stemWord(word)
+    folded = unicodedata.normalize("NFKD", word.casefold())
+    return _STEMMER.stemWord("".join(c for c in folded if not unicodedata.combining(c)))
 
 
 def tokens(text: str) -> tuple[str, ...]:
     """Lower-cased, accent-folded, stemmed words; hyphens and punctuation split words."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    return tuple(_stem(word) for word in _WORD.findall("".join(c for c in folded if not unicodedata.combining(c))))
+    return tuple(_stem(word) for word in _WORD.findall(text))
+
+
+def _spans(text: str) -> list[tuple[int, int]]:
+    return [match.span() for match in _WORD.finditer(text)]
+
+
+# --- the pool: per-entry work, once per run -----------------------------------------
+
+
+class Pool:
+    """Candidates analysed once: stemmed title and abstract, postings, lengths, authors."""
+
+    def __init__(self, entries: Sequence[Entry], *, corpus: CorpusStats | None = None) -> None:
+        self.entries = list(entries)
+        self.corpus = corpus
+        self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
+        self._titles = [tokens(entry.title) for entry in self.entries]
+        self._bodies = [tokens(entry.summary) for entry in self.entries]
+        lengths = [len(body) for body in self._bodies]
+        average = (sum(lengths) / len(lengths)) if lengths else 1.0
+        self._norms = [K1 * (1 - B + B * length / (average or 1.0)) for length in lengths]
+        self._postings: dict[str, set[int]] = defaultdict(set)
+        for doc, words in enumerate(zip(self._titles, self._bodies)):
+            for word in {*words[0], *words[1]}:
+                self._postings[word].add(doc)
+        self._authors: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # family -> (doc, initials, name)
+        for doc, entry in enumerate(self.entries):
+            for name in entry.authors:
+                initials, family = name_key(name)
+                self._authors[family].append((doc, initials, name))
+        self._phrase_cache: dict[tuple[str, ...], dict[int, float]] = {}
+        self._idf_cache: dict[str, float] = {}
+        self._vectors: list[dict[str, float]] | None = None
+        self._vector_idf: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def matches(self, phrase: tuple[str, ...]) -> dict[int, float]:
+        """doc -> BM25 term-frequency part for the phrase (title matches weighted), cached."""
+        cached = self._phrase_cache.get(phrase)
+        if cached is not None:
+            return cached
+        docs = set.intersection(*(self._postings.get(word, set()) for word in phrase)) if phrase else set()
+        found = {}
+        for doc in docs:
+            tf = TITLE_WEIGHT * _count(self._titles[doc], phrase) + _count(self._bodies[doc], phrase)
+            if tf:
+                found[doc] = tf * (K1 + 1) / (tf + self._norms[doc])
+        self._phrase_cache[phrase] = found
+        return found
+
+    def idf(self, keyword: str, phrase: tuple[str, ...]) -> float:
+        cached = self._idf_cache.get(keyword)
+        if cached is None:
+            n, df = len(self.entries), len(self.matches(phrase))
+            if self.corpus is not None and keyword in self.corpus.document_frequency:
+                # The store's stemmer (porter) differs slightly from ours (snowball): never count below the pool.
+                n, df = max(self.corpus.size, n), max(self.corpus.document_frequency[keyword], df)
+            cached = self._idf_cache[keyword] = max(IDF_FLOOR, math.log(1 + (n - df + 0.5) / (df + 0.5)))
+        return cached
+
+    def by_author(self, wanted: tuple[str, str]) -> list[tuple[int, str]]:
+        return [(doc, name) for doc, initials, name in self._authors.get(wanted[1], []) if _initials_agree(initials, wanted[0])]
+
+    def similar(self, liked: Sequence[Entry]) -> dict[int, tuple[Entry, float]]:
+        """doc -> (closest liked paper, tf-idf cosine) for docs at least LIKED_MIN_SIMILARITY alike."""
+        vectors = self._doc_vectors()
+        liked_vectors = [(entry, _tfidf(tokens(f"{entry.title} {entry.summary}"), self._vector_idf)) for entry in liked]
+        found = {}
+        for doc, vector in enumerate(vectors):
+            entry, similarity = max(((e, _cosine(vector, v)) for e, v in liked_vectors), key=lambda pair: pair[1])
+            if similarity >= LIKED_MIN_SIMILARITY:
+                found[doc] = (entry, similarity)
+        return found
+
+    def _doc_vectors(self) -> list[dict[str, float]]:
+        if self._vectors is None:
+            n = len(self.entries)
+            self._vector_idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._postings.items()}
+            self._vectors = [_tfidf(t + b, self._vector_idf) for t, b in zip(self._titles, self._bodies)]
+        return self._vectors
+
+    def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:
+        """The exact words of title and abstract that matched, as the reader will see them."""
+        entry = self.entries[doc]
+        found: dict[str, str] = {}
+        for text, words in ((entry.title, self._titles[doc]), (entry.summary, self._bodies[doc])):
+            spans = _spans(text)
+            for keyword in keywords:
+                phrase = tokens(keyword)
+                for start in _positions(words, phrase):
+                    surface = text[spans[start][0] : spans[start + len(phrase) - 1][1]]
+                    found.setdefault(surface.casefold(), surface)
+        return tuple(found.values())
+
+
+def _count(words: tuple[str, ...], phrase: tuple[str, ...]) -> int:
+    return words.count(phrase[0]) if len(phrase) == 1 else len(_positions(words, phrase))
+
+
+def _positions(words: tuple[str, ...], phrase: tuple[str, ...]) -> list[int]:
+    size = len(phrase)
+    if not size:
+        return []
+    return [i for i in range(len(words) - size + 1) if words[i] == phrase[0] and words[i : i + size] == phrase]
+
+
+# --- ranking one subscriber -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Doc:
-    entry: Entry
-    title: tuple[str, ...]
-    body: tuple[str, ...]
+class RankSettings:
+    min_score: float = 1.0  # relevance below this is not worth an email
+    diversity: float = 0.5  # 0: pure score order; each further pick from the same topic counts (1 - diversity) as much
+    now: dt.datetime | None = None  # for freshness; None: no recency prior
+
+
+@dataclass
+class _Candidate:
+    relevance: float = 0.0
+    topics: list[tuple[float, Reason]] | None = None
+    extra: list[Reason] | None = None
+    keywords: list[str] | None = None
 
 
 def rank(
     subscriber: Subscriber,
-    candidates: Sequence[Entry],
+    candidates: Pool | Sequence[Entry],
     *,
     max_items: int | None = None,
-    min_score: float = 1.0,
+    settings: RankSettings = RankSettings(),
     liked: Sequence[Entry] = (),
-    corpus: CorpusStats | None = None,
+    skip_ids: frozenset[str] | set[str] = frozenset(),
+    include_below_threshold: bool = False,
 ) -> list[ScoredEntry]:
     """The subscriber's best candidates, best first, each with the reasons it was picked.
 
-    IDF comes from ``corpus`` (every stored entry) when given, else from the candidates.
+    ``skip_ids`` (already sent) and liked papers are never offered. With
+    ``include_below_threshold`` every other candidate comes back, scored (for tuning).
     """
-    docs = [_Doc(entry, tokens(entry.title), tokens(entry.summary)) for entry in candidates]
-    if not docs:
-        return []
-    phrases = {kw: tokens(kw) for topic in subscriber.topics for kw in topic.keywords}
-    idf = _idf(docs, {kw: p for kw, p in phrases.items() if p}, corpus)
-    avg_body = sum(len(doc.body) for doc in docs) / len(docs) or 1.0
-    excluded = [tokens(phrase) for phrase in subscriber.exclude]
-    followed = [_name_key(name) for name in subscriber.authors]
-    liked_model = _liked_model(liked, docs)
-    liked_ids = {entry.id for entry in liked} | set(subscriber.liked)
-    scored: list[ScoredEntry] = []
-    for doc in docs:
-        if doc.entry.id in liked_ids or any(_contains(doc.title, p) or _contains(doc.body, p) for p in excluded if p):
-            continue
-        score, reasons = _text_score(subscriber, doc, phrases, idf, avg_body)
-        score, reasons = _boosts(subscriber, doc, score, reasons, followed, liked_model)
-        if score >= min_score and reasons:
-            scored.append(ScoredEntry(doc.entry, round(score, 4), tuple(reasons)))
+    pool = candidates if isinstance(candidates, Pool) else Pool(candidates)
+    found = _score_text(subscriber, pool)
+    _add_authors(subscriber, pool, found)
+    if liked:
+        for doc, (entry, similarity) in pool.similar(liked).items():
+            candidate = found.setdefault(doc, _Candidate())
+            candidate.relevance += LIKED_BOOST * similarity
+            candidate.extra = (candidate.extra or []) + [Reason("liked", entry.title)]
+    unwanted = set(skip_ids) | set(subscriber.liked) | {entry.id for entry in liked}
+    banned = _excluded(subscriber, pool) | {pool.doc_of[i] for i in unwanted if i in pool.doc_of}
+    if include_below_threshold:
+        for doc in range(len(pool)):
+            found.setdefault(doc, _Candidate())
+    scored = [
+        _finish(subscriber, pool, doc, candidate, settings)
+        for doc, candidate in found.items()
+        if doc not in banned and (include_below_threshold or candidate.relevance >= max(settings.min_score, 1e-9))
+    ]
     scored.sort(key=lambda item: (-item.score, item.entry.id))
-    return scored[: max_items if max_items is not None else subscriber.max_items]
+    limit = max_items if max_items is not None else subscriber.max_items
+    picked = scored[:limit] if include_below_threshold else _diversify(scored, limit=limit, diversity=settings.diversity)
+    # Highlights are worth computing only for what the reader will see.
+    return [
+        replace(item, highlights=pool.highlights(pool.doc_of[item.entry.id], found[pool.doc_of[item.entry.id]].keywords or []))
+        for item in picked
+    ]
 
 
-def _text_score(
-    subscriber: Subscriber, doc: _Doc, phrases: dict[str, tuple[str, ...]], idf: dict[str, float], avg_body: float
-) -> tuple[float, list[Reason]]:
-    norm = K1 * (1 - B + B * len(doc.body) / avg_body)
-    total = 0.0
-    reasons: list[Reason] = []
+def _score_text(subscriber: Subscriber, pool: Pool) -> dict[int, _Candidate]:
+    found: dict[int, _Candidate] = {}
     for topic in subscriber.topics:
-        topic_score = 0.0
-        matched: list[str] = []
+        topic_scores: dict[int, float] = defaultdict(float)
+        terms: dict[int, list[str]] = defaultdict(list)
         for keyword in topic.keywords:
-            phrase = phrases[keyword]
+            phrase = tokens(keyword)
             if not phrase:
                 continue
-            tf = TITLE_WEIGHT * _count(doc.title, phrase) + _count(doc.body, phrase)
-            if tf:
-                topic_score += idf[keyword] * tf * (K1 + 1) / (tf + norm)
-                matched.append(keyword)
-        if matched:
-            total += topic.weight * topic_score
-            reasons.append(Reason("topic", topic.name, tuple(matched)))
-    # A paper that speaks to several of the reader's topics beats one that speaks to one equally well.
-    if len(reasons) > 1:
-        total *= 1 + 0.15 * (len(reasons) - 1)
-    return total, reasons
+            idf = pool.idf(keyword, phrase)
+            for doc, saturated in pool.matches(phrase).items():
+                topic_scores[doc] += idf * saturated
+                terms[doc].append(keyword)
+        for doc, value in topic_scores.items():
+            candidate = found.setdefault(doc, _Candidate(topics=[], keywords=[]))
+            candidate.topics = (candidate.topics or []) + [(topic.weight * value, Reason("topic", topic.name, tuple(terms[doc])))]
+            candidate.keywords = (candidate.keywords or []) + terms[doc]
+    for candidate in found.values():
+        topics = candidate.topics or []
+        candidate.topics = sorted(topics, key=lambda pair: -pair[0])  # the strongest topic first: it groups the paper
+        candidate.relevance = sum(value for value, _ in topics) * (1 + MULTI_TOPIC_BONUS * (len(topics) - 1))
+    return found
 
 
-def _boosts(
-    subscriber: Subscriber, doc: _Doc, score: float, reasons: list[Reason],
-    followed: list[tuple[str, str]], liked_model: _LikedModel | None,
-) -> tuple[float, list[Reason]]:
-    relevant = score > 0
-    for author in doc.entry.authors:
-        key = _name_key(author)
-        if any(_same_person(key, wanted) for wanted in followed):
-            score += AUTHOR_BOOST
-            reasons.append(Reason("author", author))
-            relevant = True
-            break
-    if liked_model:
-        closest, similarity = liked_model.closest(doc.title + doc.body)
-        if similarity >= LIKED_MIN_SIMILARITY:
-            score += LIKED_BOOST * similarity
-            reasons.append(Reason("liked", closest.title))
-            relevant = True
-    if not relevant:
-        return 0.0, []
-    for category in doc.entry.categories:
-        if category in subscriber.categories:
+def _add_authors(subscriber: Subscriber, pool: Pool, found: dict[int, _Candidate]) -> None:
+    for wanted in subscriber.authors:
+        for doc, name in pool.by_author(name_key(wanted)):
+            candidate = found.setdefault(doc, _Candidate())
+            if any(reason.kind == "author" for reason in candidate.extra or []):
+                continue
+            candidate.relevance += AUTHOR_BOOST
+            candidate.extra = (candidate.extra or []) + [Reason("author", name)]
+
+
+def _excluded(subscriber: Subscriber, pool: Pool) -> set[int]:
+    banned: set[int] = set()
+    for phrase in subscriber.exclude:
+        banned.update(pool.matches(tokens(phrase)) if tokens(phrase) else ())
+    return banned
+
+
+def _finish(subscriber: Subscriber, pool: Pool, doc: int, candidate: _Candidate, settings: RankSettings) -> ScoredEntry:
+    entry = pool.entries[doc]
+    reasons = [reason for _, reason in candidate.topics or []] + list(candidate.extra or [])
+    score = candidate.relevance
+    if candidate.relevance > 0:  # boosts and priors only reorder papers that are relevant already
+        category = next((c for c in entry.categories if c in subscriber.categories), None)
+        if category:
             score += CATEGORY_BOOST
             reasons.append(Reason("category", category))
-            break
-    if doc.entry.upvotes:
-        score += UPVOTE_PRIOR * math.log1p(doc.entry.upvotes)
-    return score, reasons
+        score += _priors(entry, settings.now)
+    return ScoredEntry(entry, round(score, 4), tuple(reasons))
 
 
-def _idf(docs: list[_Doc], phrases: dict[str, tuple[str, ...]], corpus: CorpusStats | None) -> dict[str, float]:
-    idf = {}
-    for keyword, phrase in phrases.items():
-        n, df = len(docs), sum(1 for doc in docs if _contains(doc.title, phrase) or _contains(doc.body, phrase))
-        if corpus is not None and keyword in corpus.document_frequency:
-            # The store's stemmer (porter) differs slightly from ours (snowball): never count below the pool.
-            n, df = max(corpus.size, n), max(corpus.document_frequency[keyword], df)
-        idf[keyword] = max(IDF_FLOOR, math.log(1 + (n - df + 0.5) / (df + 0.5)))
-    return idf
+def _priors(entry: Entry, now: dt.datetime | None) -> float:
+    prior = min(UPVOTE_PRIOR_CAP, UPVOTE_PRIOR * math.log1p(entry.upvotes)) if entry.upvotes else 0.0
+    published = entry.published or entry.first_seen
+    if now is not None and published is not None:
+        age_days = max(0.0, (now - published).total_seconds() / 86400)
+        prior += RECENCY_PRIOR * max(0.0, 1 - age_days / RECENCY_DAYS)
+    return prior
 
 
-def _count(words: tuple[str, ...], phrase: tuple[str, ...]) -> int:
-    if len(phrase) == 1:
-        return words.count(phrase[0])
-    size = len(phrase)
-    return sum(1 for i in range(len(words) - size + 1) if words[i] == phrase[0] and words[i : i + size] == phrase)
+def _diversify(scored: list[ScoredEntry], *, limit: int, diversity: float) -> list[ScoredEntry]:
+    """Greedy picks where each earlier pick from the same group discounts a paper by (1 - diversity)."""
+    if diversity <= 0:
+        return scored[:limit]
+    picked: list[ScoredEntry] = []
+    per_group: Counter[str] = Counter()
+    remaining = list(scored)
+    while remaining and len(picked) < limit:
+        best = max(remaining, key=lambda item: item.score * (1 - diversity) ** per_group[_group(item)])
+        remaining.remove(best)
+        picked.append(best)
+        per_group[_group(best)] += 1
+    return picked
 
 
-def _contains(words: tuple[str, ...], phrase: tuple[str, ...]) -> bool:
-    return _count(words, phrase) > 0
+def _group(item: ScoredEntry) -> str:
+    return item.reasons[0].kind + ":" + item.reasons[0].label if item.reasons else ""
 
 
-# --- authors ----------------------------------------------------------------
+# --- authors --------------------------------------------------------------------------------
 
 
-def _name_key(name: str) -> tuple[str, str]:
+def name_key(name: str) -> tuple[str, str]:
     """(given names' initials, family name), accent- and case-folded: "G. E. Hinton" -> ("ge", "hinton")."""
     folded = unicodedata.normalize("NFKD", name.casefold())
-    parts = [p for p in re.split(r"[\s.]+", "".join(c for c in folded if not unicodedata.combining(c))) if p]
-    if "," in name and len(parts) > 1:  # "Hinton, Geoffrey"
-        parts = parts[1:] + [parts[0].rstrip(",")]
+    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    if "," in plain:  # "Hinton, Geoffrey"
+        family, _, given = plain.partition(",")
+        plain = f"{given} {family}"
+    parts = [p for p in re.split(r"[\s.]+", plain) if p]
     if not parts:
         return ("", "")
-    return ("".join(p[0] for p in parts[:-1]), parts[-1].strip(","))
+    return ("".join(p[0] for p in parts[:-1]), parts[-1])
 
 
-def _same_person(a: tuple[str, str], b: tuple[str, str]) -> bool:
-    """Same family name, and the initials agree as far as both are given."""
-    if not a[1] or a[1] != b[1]:
-        return False
-    if not a[0] or not b[0]:
-        return True
-    return a[0][0] == b[0][0]
+def _initials_agree(found: str, wanted: str) -> bool:
+    """Same first initial when both are known ("G. Hinton" ~ "Geoffrey Hinton", not "A. Hinton")."""
+    return not found or not wanted or found[0] == wanted[0]
 
 
-# --- "more like this" -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _LikedModel:
-    idf: dict[str, float]
-    vectors: tuple[tuple[Entry, dict[str, float]], ...]
-
-    def closest(self, words: tuple[str, ...]) -> tuple[Entry, float]:
-        vector = _tfidf(words, self.idf)
-        return max(((entry, _cosine(vector, liked)) for entry, liked in self.vectors), key=lambda pair: pair[1])
-
-
-def _liked_model(liked: Sequence[Entry], docs: list[_Doc]) -> _LikedModel | None:
-    """tf-idf vectors of the liked papers, idf taken over today's pool plus the liked papers."""
-    if not liked:
-        return None
-    liked_tokens = [tokens(entry.title + " " + entry.summary) for entry in liked]
-    corpus = [doc.title + doc.body for doc in docs] + liked_tokens
-    df = Counter(word for words in corpus for word in set(words))
-    idf = {word: math.log((1 + len(corpus)) / (1 + count)) + 1 for word, count in df.items()}
-    return _LikedModel(idf, tuple((entry, _tfidf(words, idf)) for entry, words in zip(liked, liked_tokens)))
+# --- "more like this" -----------------------------------------------------------------------
 
 
 def _tfidf(words: tuple[str, ...], idf: dict[str, float]) -> dict[str, float]:
@@ -226,3 +344,4 @@ def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
     dot = sum(value * b.get(word, 0.0) for word, value in a.items())
     norm = math.sqrt(sum(v * v for v in a.values())) * math.sqrt(sum(v * v for v in b.values()))
     return dot / norm if norm else 0.0
+

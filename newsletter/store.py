@@ -106,7 +106,7 @@ class Store:
             raise _store_error(self.path, exc) from None
 
     def _now(self) -> str:
-        return self._clock().astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+        return _iso(self._clock())
 
     # --- schema -------------------------------------------------------------
 
@@ -241,12 +241,17 @@ class Store:
         ))
         return rows[0] if rows else None
 
-    def candidates(self, subscriber: str, *, since: dt.datetime) -> list[Entry]:
-        """Entries first seen since ``since`` that this subscriber has not received."""
-        return self._select_entries(
-            "e.first_seen >= ? AND e.id NOT IN (SELECT entry_id FROM sent_items WHERE subscriber = ?)",
-            [since.astimezone(dt.timezone.utc).isoformat(timespec="seconds"), subscriber],
+    def entries_since(self, since: dt.datetime) -> list[Entry]:
+        """Entries first seen since ``since``: a run's candidate pool."""
+        return self._select_entries("e.first_seen >= ?", [_iso(since)])
+
+    def sent_ids_since(self, subscriber: str, *, since: dt.datetime) -> set[str]:
+        """Which of the entries first seen since ``since`` this subscriber has already received."""
+        cursor = self._query(
+            "SELECT s.entry_id FROM sent_items s JOIN entries e ON e.id = s.entry_id WHERE s.subscriber = ? AND e.first_seen >= ?",
+            [subscriber, _iso(since)],
         )
+        return {row[0] for row in cursor}
 
     def entries_by_id(self, ids: Iterable[str]) -> list[Entry]:
         wanted = list(ids)
@@ -372,6 +377,10 @@ class Store:
             " GROUP BY period, status ORDER BY period DESC, status LIMIT ?",
             [days * 6],
         ))
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
