@@ -113,15 +113,17 @@ def _print_feed(feed: FeedReport) -> None:
 @click.argument("subscriber")
 @click.option("--limit", type=click.IntRange(1, 1000), help="How many to show (default: the subscriber's max_items).")
 @click.option("--json", "as_json", is_flag=True, help='Print a JSON list of {"id", "title", "score", "reasons"}.')
+@click.option("--all", "show_all", is_flag=True, help="Also list candidates below the threshold, with their scores (for tuning).")
 @click.pass_context
-def rank(ctx: click.Context, subscriber: str, limit: int | None, as_json: bool) -> None:
+def rank(ctx: click.Context, subscriber: str, limit: int | None, as_json: bool, show_all: bool) -> None:
     """Show SUBSCRIBER's next digest candidates, best first, with score and reasons.
 
     \b
     Example:
       newsletter rank ada --limit 5 --json
+      newsletter rank ada --all --limit 40
     """
-    items = pipeline.rank_for(_config(ctx), subscriber, limit=limit)
+    items = pipeline.rank_for(_config(ctx), subscriber, limit=limit, include_below_threshold=show_all)
     if as_json:
         rows = [{"id": i.entry.id, "title": i.entry.title, "score": i.score, "reasons": [r.describe() for r in i.reasons]} for i in items]
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -130,7 +132,8 @@ def rank(ctx: click.Context, subscriber: str, limit: int | None, as_json: bool) 
         click.echo(f"{subscriber}: nothing new passes the threshold")
     for position, item in enumerate(items, start=1):
         click.echo(f"{position:>2}. {item.score:6.2f}  {item.entry.id}  {item.entry.title}")
-        click.echo(f"              why: {'; '.join(r.describe() for r in item.reasons)}")
+        if item.reasons:
+            click.echo(f"              why: {'; '.join(r.describe() for r in item.reasons)}")
 
 
 @main.command()

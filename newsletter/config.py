@@ -82,7 +82,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "base_url": None,
     },
     "schedule": {"ingest_every": "30m", "send_at": "07:00"},
-    "ranking": {"max_items": 10, "lookback_days": 7, "min_score": 1.0, "diversity": 0.5},
+    "ranking": {"max_items": 10, "lookback_days": 7, "min_score": 1.0, "diversity": 0.3},
     "delivery": {"method": "maildir", "maildir": "outbox"},
     "web": {"secret_env": "NEWSLETTER_SECRET"},
     "smtp": {

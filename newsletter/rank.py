@@ -30,12 +30,17 @@ import snowballstemmer
 
 from .models import CorpusStats, Entry, Reason, ScoredEntry, Subscriber
 
-K1 = 1.2
+# A reader's keywords all name their topic, so a paper that keeps coming back to one of them is
+# about it: saturation is gentler than web search's (k1 at the top of BM25's usual 1.2-2.0) and
+# IDF is damped (square root), so one mention of a rare keyword does not outrank a paper built
+# around a common one. bench/ranking_eval.py shows the effect of each choice on labelled papers.
+K1 = 2.0
 B = 0.75
-TITLE_WEIGHT = 2.0  # a term in the title says more about the paper than one in the abstract
+TITLE_WEIGHT = 3.0  # a term in the title says more about the paper than one in the abstract
+IDF_EXPONENT = 0.5
 # A keyword in most papers still means the paper is on the reader's topic (a narrow feed):
 # it weighs less than a rare one, but a title match alone still clears the default threshold.
-IDF_FLOOR = 1.0
+IDF_FLOOR = 0.6
 MULTI_TOPIC_BONUS = 0.15  # per extra topic matched: several of the reader's topics beat one
 AUTHOR_BOOST = 3.0
 LIKED_BOOST = 4.0  # times cosine similarity to the closest liked paper
@@ -50,15 +55,45 @@ _STEMMER = snowballstemmer.stemmer("english")
 _WORD = re.compile(r"[^\W_]+")
 
 
+_ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
+
+Phrase = tuple[tuple[str, str], ...]  # per word: (stem, the singular form a text word must start with)
+
+
 @lru_cache(maxsize=200_000)
-def _stem(word: str) -> str:
-    folded = unicodedata.normalize("NFKD", word.casefold())
-    return _STEMMER.stemWord("".join(c for c in folded if not unicodedata.combining(c)))
+def _word(word: str) -> tuple[str, str]:
+    """(stem, singular folded form) of one word: "Distillations" -> ("distil", "distillation")."""
+    if _ACRONYM_PLURAL.fullmatch(word):  # "LLMs", "GNNs": snowball keeps the s of an unknown word
+        word = word[:-1]
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _STEMMER.stemWord(folded), _singular(folded)
+
+
+def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 def tokens(text: str) -> tuple[str, ...]:
     """Lower-cased, accent-folded, stemmed words; hyphens and punctuation split words."""
-    return tuple(_stem(word) for word in _WORD.findall(text))
+    return tuple(_word(word)[0] for word in _WORD.findall(text))
+
+
+def phrase(keyword: str) -> Phrase:
+    """A keyword as the pool matches it: each word by stem, and only by text words that extend it.
+
+    "distill" matches "distillation" and "Distilling"; "networking" does not match "network"
+    and "prompting" not "prompts", though each pair shares a stem; plurals always match.
+    """
+    return tuple(_word(word) for word in _WORD.findall(keyword))
+
+
+def _forms(text: str) -> tuple[str, ...]:
+    return tuple(_word(word)[1] for word in _WORD.findall(text))
 
 
 def _spans(text: str) -> list[tuple[int, int]]:
@@ -77,6 +112,8 @@ class Pool:
         self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
         self._titles = [tokens(entry.title) for entry in self.entries]
         self._bodies = [tokens(entry.summary) for entry in self.entries]
+        self._title_forms = [_forms(entry.title) for entry in self.entries]
+        self._body_forms = [_forms(entry.summary) for entry in self.entries]
         lengths = [len(body) for body in self._bodies]
         average = (sum(lengths) / len(lengths)) if lengths else 1.0
         self._norms = [K1 * (1 - B + B * length / (average or 1.0)) for length in lengths]
@@ -89,7 +126,7 @@ class Pool:
             for name in entry.authors:
                 initials, family = name_key(name)
                 self._authors[family].append((doc, initials, name))
-        self._phrase_cache: dict[tuple[str, ...], dict[int, float]] = {}
+        self._phrase_cache: dict[Phrase, dict[int, tuple[int, int]]] = {}
         self._idf_cache: dict[str, float] = {}
         self._vectors: list[dict[str, float]] | None = None
         self._vector_idf: dict[str, float] = {}
@@ -97,28 +134,35 @@ class Pool:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def matches(self, phrase: tuple[str, ...]) -> dict[int, float]:
-        """doc -> BM25 term-frequency part for the phrase (title matches weighted), cached."""
-        cached = self._phrase_cache.get(phrase)
+    def counts(self, words: Phrase) -> dict[int, tuple[int, int]]:
+        """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers."""
+        cached = self._phrase_cache.get(words)
         if cached is not None:
             return cached
-        docs = set.intersection(*(self._postings.get(word, set()) for word in phrase)) if phrase else set()
+        docs = set.intersection(*(self._postings.get(stem, set()) for stem, _ in words)) if words else set()
         found = {}
         for doc in docs:
-            tf = TITLE_WEIGHT * _count(self._titles[doc], phrase) + _count(self._bodies[doc], phrase)
-            if tf:
-                found[doc] = tf * (K1 + 1) / (tf + self._norms[doc])
-        self._phrase_cache[phrase] = found
+            in_title = len(_positions(self._titles[doc], self._title_forms[doc], words))
+            in_body = len(_positions(self._bodies[doc], self._body_forms[doc], words))
+            if in_title or in_body:
+                found[doc] = (in_title, in_body)
+        self._phrase_cache[words] = found
         return found
 
-    def idf(self, keyword: str, phrase: tuple[str, ...]) -> float:
+    def saturated(self, doc: int, in_title: int, in_body: int) -> float:
+        """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones."""
+        tf = TITLE_WEIGHT * in_title + in_body
+        return tf * (K1 + 1) / (tf + self._norms[doc]) if tf > 0 else 0.0
+
+    def idf(self, keyword: str, words: Phrase) -> float:
         cached = self._idf_cache.get(keyword)
         if cached is None:
-            n, df = len(self.entries), len(self.matches(phrase))
+            n, df = len(self.entries), len(self.counts(words))
             if self.corpus is not None and keyword in self.corpus.document_frequency:
                 # The store's stemmer (porter) differs slightly from ours (snowball): never count below the pool.
                 n, df = max(self.corpus.size, n), max(self.corpus.document_frequency[keyword], df)
-            cached = self._idf_cache[keyword] = max(IDF_FLOOR, math.log(1 + (n - df + 0.5) / (df + 0.5)))
+            raw = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            cached = self._idf_cache[keyword] = max(IDF_FLOOR, raw**IDF_EXPONENT)
         return cached
 
     def by_author(self, wanted: tuple[str, str]) -> list[tuple[int, str]]:
@@ -146,25 +190,31 @@ class Pool:
         """The exact words of title and abstract that matched, as the reader will see them."""
         entry = self.entries[doc]
         found: dict[str, str] = {}
-        for text, words in ((entry.title, self._titles[doc]), (entry.summary, self._bodies[doc])):
+        fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
+        for text, stems, forms in fields:
             spans = _spans(text)
             for keyword in keywords:
-                phrase = tokens(keyword)
-                for start in _positions(words, phrase):
-                    surface = text[spans[start][0] : spans[start + len(phrase) - 1][1]]
+                words = phrase(keyword)
+                for start in _positions(stems, forms, words):
+                    surface = text[spans[start][0] : spans[start + len(words) - 1][1]]
                     found.setdefault(surface.casefold(), surface)
         return tuple(found.values())
 
 
-def _count(words: tuple[str, ...], phrase: tuple[str, ...]) -> int:
-    return words.count(phrase[0]) if len(phrase) == 1 else len(_positions(words, phrase))
-
-
-def _positions(words: tuple[str, ...], phrase: tuple[str, ...]) -> list[int]:
-    size = len(phrase)
+def _positions(stems: tuple[str, ...], forms: tuple[str, ...], words: Phrase) -> list[int]:
+    """Where the phrase starts: every word's stem equal, and the text word extending the keyword word."""
+    size = len(words)
     if not size:
         return []
-    return [i for i in range(len(words) - size + 1) if words[i] == phrase[0] and words[i : i + size] == phrase]
+    first = words[0][0]
+    return [
+        i for i in range(len(stems) - size + 1)
+        if stems[i] == first and all(stems[i + j] == stem and forms[i + j].startswith(form) for j, (stem, form) in enumerate(words))
+    ]
+
+
+def _contains(longer: Phrase, shorter: Phrase) -> bool:
+    return bool(_positions(tuple(stem for stem, _ in longer), tuple(form for _, form in longer), shorter))
 
 
 # --- ranking one subscriber -------------------------------------------------------------
@@ -173,7 +223,7 @@ def _positions(words: tuple[str, ...], phrase: tuple[str, ...]) -> list[int]:
 @dataclass(frozen=True)
 class RankSettings:
     min_score: float = 1.0  # relevance below this is not worth an email
-    diversity: float = 0.5  # 0: pure score order; each further pick from the same topic counts (1 - diversity) as much
+    diversity: float = 0.3  # 0: pure score order; each further pick from the same topic counts (1 - diversity) as much
     now: dt.datetime | None = None  # for freshness; None: no recency prior
 
 
@@ -233,14 +283,20 @@ def _score_text(subscriber: Subscriber, pool: Pool) -> dict[int, _Candidate]:
     for topic in subscriber.topics:
         topic_scores: dict[int, float] = defaultdict(float)
         terms: dict[int, list[str]] = defaultdict(list)
-        for keyword in topic.keywords:
-            phrase = tokens(keyword)
-            if not phrase:
+        phrases = {keyword: phrase(keyword) for keyword in topic.keywords}
+        for keyword, words in phrases.items():
+            if not words:
                 continue
-            idf = pool.idf(keyword, phrase)
-            for doc, saturated in pool.matches(phrase).items():
-                topic_scores[doc] += idf * saturated
-                terms[doc].append(keyword)
+            idf = pool.idf(keyword, words)
+            # "language model" inside "large language model" is one mention, not two.
+            longer = [pool.counts(other) for other in phrases.values() if len(other) > len(words) and _contains(other, words)]
+            for doc, (in_title, in_body) in pool.counts(words).items():
+                for counts in longer:
+                    covered = counts.get(doc, (0, 0))
+                    in_title, in_body = max(in_title - covered[0], 0), max(in_body - covered[1], 0)
+                if in_title or in_body:
+                    topic_scores[doc] += idf * pool.saturated(doc, in_title, in_body)
+                    terms[doc].append(keyword)
         for doc, value in topic_scores.items():
             candidate = found.setdefault(doc, _Candidate(topics=[], keywords=[]))
             candidate.topics = (candidate.topics or []) + [(topic.weight * value, Reason("topic", topic.name, tuple(terms[doc])))]
@@ -264,8 +320,8 @@ def _add_authors(subscriber: Subscriber, pool: Pool, found: dict[int, _Candidate
 
 def _excluded(subscriber: Subscriber, pool: Pool) -> set[int]:
     banned: set[int] = set()
-    for phrase in subscriber.exclude:
-        banned.update(pool.matches(tokens(phrase)) if tokens(phrase) else ())
+    for text in subscriber.exclude:
+        banned.update(pool.counts(phrase(text)) if phrase(text) else ())
     return banned
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 import premailer
+from markupsafe import Markup, escape
 
 from .errors import RenderError
 from .models import Digest, RenderedEmail, ScoredEntry
@@ -48,6 +49,7 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.env.filters["wrap"] = _wrap
+        self.env.filters["highlight"] = highlight
         self.templates = templates
 
     def render(self, digest: Digest, *, branding: Branding) -> RenderedEmail:
@@ -116,6 +118,7 @@ def _item_context(item: ScoredEntry) -> dict[str, Any]:
         "upvotes": entry.upvotes,
         "topic": item.topics[0] if item.topics else _non_topic_group(item),
         "reasons": [reason.describe() for reason in item.reasons],
+        "highlights": list(item.highlights),
         "score": item.score,
     }
 
@@ -158,6 +161,21 @@ def trim_text(text: str, limit: int) -> str:
         return window[: sentence_end + 1]
     cut = window.rfind(" ")
     return (window[:cut] if cut > 0 else text[:limit]).rstrip(" ,;:-") + " …"
+
+
+def highlight(text: str, terms: Sequence[str]) -> Markup:
+    """Escape ``text`` and wrap each whole-word occurrence of a matched term in <mark>."""
+    if not terms:
+        return escape(text)
+    alternatives = "|".join(re.escape(term) for term in sorted(set(terms), key=len, reverse=True))
+    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
+    parts: list[Markup] = []
+    last = 0
+    for match in pattern.finditer(text):
+        parts += [escape(text[last : match.start()]), Markup('<mark class="hit">') + escape(match.group()) + Markup("</mark>")]
+        last = match.end()
+    parts.append(escape(text[last:]))
+    return Markup("").join(parts)
 
 
 def _safe_url(url: str | None) -> str | None:
