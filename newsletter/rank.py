@@ -18,17 +18,18 @@ and each phrase's matches are cached across subscribers.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import snowballstemmer
 
-from .models import CorpusStats, Entry, Reason, ScoredEntry, Subscriber
+from .models import CorpusStats, Entry, Reason, ScoredEntry, Subscriber, Topic
 
 # A reader's keywords all name their topic, so a paper that keeps coming back to one of them is
 # about it: saturation is gentler than web search's (k1 at the top of BM25's usual 1.2-2.0) and
@@ -128,6 +129,9 @@ class Pool:
                 self._authors[family].append((doc, initials, name))
         self._phrase_cache: dict[Phrase, dict[int, tuple[int, int]]] = {}
         self._idf_cache: dict[str, float] = {}
+        self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], dict[int, float]] = {}
+        self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
+        self._prior_cache: dict[dt.datetime | None, list[float]] = {}
         self._vectors: list[dict[str, float]] | None = None
         self._vector_idf: dict[str, float] = {}
 
@@ -148,6 +152,31 @@ class Pool:
                 found[doc] = (in_title, in_body)
         self._phrase_cache[words] = found
         return found
+
+    def keyword_scores(self, keyword: str, words: Phrase, longer: tuple[Phrase, ...] = ()) -> dict[int, float]:
+        """doc -> idf x BM25 tf part for one keyword, minus mentions inside the ``longer`` keywords; cached."""
+        key = (keyword, words, longer)
+        cached = self._score_cache.get(key)
+        if cached is not None:
+            return cached
+        idf = self.idf(keyword, words)
+        covering = [self.counts(other) for other in longer]
+        scores = {}
+        for doc, (in_title, in_body) in self.counts(words).items():
+            for counts in covering:
+                covered = counts.get(doc, (0, 0))
+                in_title, in_body = max(in_title - covered[0], 0), max(in_body - covered[1], 0)
+            if in_title or in_body:
+                scores[doc] = idf * self.saturated(doc, in_title, in_body)
+        self._score_cache[key] = scores
+        return scores
+
+    def prior(self, doc: int, now: dt.datetime | None) -> float:
+        """Upvotes and freshness: small, and the same for every subscriber, so computed once per run."""
+        priors = self._prior_cache.get(now)
+        if priors is None:
+            priors = self._prior_cache[now] = [_prior(entry, now) for entry in self.entries]
+        return priors[doc]
 
     def saturated(self, doc: int, in_title: int, in_body: int) -> float:
         """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones."""
@@ -188,17 +217,36 @@ class Pool:
 
     def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:
         """The exact words of title and abstract that matched, as the reader will see them."""
-        entry = self.entries[doc]
         found: dict[str, str] = {}
-        fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
-        for text, stems, forms in fields:
-            spans = _spans(text)
-            for keyword in keywords:
-                words = phrase(keyword)
-                for start in _positions(stems, forms, words):
-                    surface = text[spans[start][0] : spans[start + len(words) - 1][1]]
-                    found.setdefault(surface.casefold(), surface)
+        for keyword in keywords:
+            for surface in self._surfaces(doc, keyword):
+                found.setdefault(surface.casefold(), surface)
         return tuple(found.values())
+
+    def _surfaces(self, doc: int, keyword: str) -> tuple[str, ...]:
+        """Where one keyword occurs in one paper, as written there; cached (popular papers recur)."""
+        key = (doc, keyword)
+        cached = self._surface_cache.get(key)
+        if cached is None:
+            entry, words = self.entries[doc], phrase(keyword)
+            surfaces = []
+            fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
+            for text, stems, forms in fields:
+                starts = _positions(stems, forms, words)
+                if starts:
+                    spans = _spans(text)
+                    surfaces += [text[spans[start][0] : spans[start + len(words) - 1][1]] for start in starts]
+            cached = self._surface_cache[key] = tuple(surfaces)
+        return cached
+
+
+def _prior(entry: Entry, now: dt.datetime | None) -> float:
+    prior = min(UPVOTE_PRIOR_CAP, UPVOTE_PRIOR * math.log1p(entry.upvotes)) if entry.upvotes else 0.0
+    published = entry.published or entry.first_seen
+    if now is not None and published is not None:
+        age_days = max(0.0, (now - published).total_seconds() / 86400)
+        prior += RECENCY_PRIOR * max(0.0, 1 - age_days / RECENCY_DAYS)
+    return prior
 
 
 def _positions(stems: tuple[str, ...], forms: tuple[str, ...], words: Phrase) -> list[int]:
@@ -230,9 +278,19 @@ class RankSettings:
 @dataclass
 class _Candidate:
     relevance: float = 0.0
-    topics: list[tuple[float, Reason]] | None = None
-    extra: list[Reason] | None = None
-    keywords: list[str] | None = None
+    topics: list[tuple[float, int]] = field(default_factory=list)  # (weighted score, topic index)
+    extra: list[Reason] = field(default_factory=list)  # followed author, liked paper
+
+
+@dataclass(frozen=True)
+class _TopicMatches:
+    """One topic's keywords and, per keyword, doc -> score (shared across subscribers via the pool's cache)."""
+
+    name: str
+    keywords: tuple[tuple[str, dict[int, float]], ...]
+
+    def terms(self, doc: int) -> tuple[str, ...]:
+        return tuple(keyword for keyword, scores in self.keywords if doc in scores)
 
 
 def rank(
@@ -251,71 +309,79 @@ def rank(
     ``include_below_threshold`` every other candidate comes back, scored (for tuning).
     """
     pool = candidates if isinstance(candidates, Pool) else Pool(candidates)
-    found = _score_text(subscriber, pool)
+    topics = [_topic_matches(topic, pool) for topic in subscriber.topics]
+    found = _score_text(subscriber, topics)
     _add_authors(subscriber, pool, found)
     if liked:
         for doc, (entry, similarity) in pool.similar(liked).items():
             candidate = found.setdefault(doc, _Candidate())
             candidate.relevance += LIKED_BOOST * similarity
-            candidate.extra = (candidate.extra or []) + [Reason("liked", entry.title)]
+            candidate.extra.append(Reason("liked", entry.title))
     unwanted = set(skip_ids) | set(subscriber.liked) | {entry.id for entry in liked}
     banned = _excluded(subscriber, pool) | {pool.doc_of[i] for i in unwanted if i in pool.doc_of}
     if include_below_threshold:
         for doc in range(len(pool)):
             found.setdefault(doc, _Candidate())
-    scored = [
-        _finish(subscriber, pool, doc, candidate, settings)
+    threshold = max(settings.min_score, 1e-9)
+    scores = {
+        doc: _score(subscriber, pool, doc, candidate, settings.now)
         for doc, candidate in found.items()
-        if doc not in banned and (include_below_threshold or candidate.relevance >= max(settings.min_score, 1e-9))
-    ]
-    scored.sort(key=lambda item: (-item.score, item.entry.id))
+        if doc not in banned and (include_below_threshold or candidate.relevance >= threshold)
+    }
     limit = max_items if max_items is not None else subscriber.max_items
-    picked = scored[:limit] if include_below_threshold else _diversify(scored, limit=limit, diversity=settings.diversity)
-    # Highlights are worth computing only for what the reader will see.
-    return [
-        replace(item, highlights=pool.highlights(pool.doc_of[item.entry.id], found[pool.doc_of[item.entry.id]].keywords or []))
-        for item in picked
-    ]
+    if include_below_threshold or settings.diversity <= 0:
+        chosen = sorted(scores, key=lambda doc: (-scores[doc], doc))[:limit]
+    else:
+        groups = {doc: _group(found[doc], topics) for doc in scores}
+        chosen = _diversify(scores, groups, limit=limit, diversity=settings.diversity)
+    return [_scored(subscriber, pool, doc, found[doc], scores[doc], topics) for doc in chosen]
 
 
-def _score_text(subscriber: Subscriber, pool: Pool) -> dict[int, _Candidate]:
-    found: dict[int, _Candidate] = {}
-    for topic in subscriber.topics:
-        topic_scores: dict[int, float] = defaultdict(float)
-        terms: dict[int, list[str]] = defaultdict(list)
-        phrases = {keyword: phrase(keyword) for keyword in topic.keywords}
-        for keyword, words in phrases.items():
-            if not words:
-                continue
-            idf = pool.idf(keyword, words)
+def _topic_matches(topic: Topic, pool: Pool) -> _TopicMatches:
+    phrases = {keyword: phrase(keyword) for keyword in topic.keywords}
+    matches = []
+    for keyword, words in phrases.items():
+        if words:
             # "language model" inside "large language model" is one mention, not two.
-            longer = [pool.counts(other) for other in phrases.values() if len(other) > len(words) and _contains(other, words)]
-            for doc, (in_title, in_body) in pool.counts(words).items():
-                for counts in longer:
-                    covered = counts.get(doc, (0, 0))
-                    in_title, in_body = max(in_title - covered[0], 0), max(in_body - covered[1], 0)
-                if in_title or in_body:
-                    topic_scores[doc] += idf * pool.saturated(doc, in_title, in_body)
-                    terms[doc].append(keyword)
+            longer = tuple(other for other in phrases.values() if len(other) > len(words) and _contains(other, words))
+            matches.append((keyword, pool.keyword_scores(keyword, words, longer)))
+    return _TopicMatches(topic.name, tuple(matches))
+
+
+def _score_text(subscriber: Subscriber, topics: list[_TopicMatches]) -> dict[int, _Candidate]:
+    found: dict[int, _Candidate] = {}
+    for index, (topic, matches) in enumerate(zip(subscriber.topics, topics)):
+        topic_scores: dict[int, float] = {}
+        for _, scores in matches.keywords:
+            for doc, value in scores.items():
+                topic_scores[doc] = topic_scores.get(doc, 0.0) + value
         for doc, value in topic_scores.items():
-            candidate = found.setdefault(doc, _Candidate(topics=[], keywords=[]))
-            candidate.topics = (candidate.topics or []) + [(topic.weight * value, Reason("topic", topic.name, tuple(terms[doc])))]
-            candidate.keywords = (candidate.keywords or []) + terms[doc]
+            candidate = found.get(doc)
+            if candidate is None:
+                candidate = found[doc] = _Candidate()
+            candidate.topics.append((topic.weight * value, index))
     for candidate in found.values():
-        topics = candidate.topics or []
-        candidate.topics = sorted(topics, key=lambda pair: -pair[0])  # the strongest topic first: it groups the paper
-        candidate.relevance = sum(value for value, _ in topics) * (1 + MULTI_TOPIC_BONUS * (len(topics) - 1))
+        if len(candidate.topics) == 1:
+            candidate.relevance = candidate.topics[0][0]
+        else:  # several of the reader's topics beat one
+            candidate.relevance = sum(hit[0] for hit in candidate.topics) * (1 + MULTI_TOPIC_BONUS * (len(candidate.topics) - 1))
     return found
+
+
+def _group(candidate: _Candidate, topics: list[_TopicMatches]) -> str:
+    if candidate.topics:
+        return "topic:" + topics[max(candidate.topics)[1]].name
+    return candidate.extra[0].kind if candidate.extra else ""
 
 
 def _add_authors(subscriber: Subscriber, pool: Pool, found: dict[int, _Candidate]) -> None:
     for wanted in subscriber.authors:
         for doc, name in pool.by_author(name_key(wanted)):
             candidate = found.setdefault(doc, _Candidate())
-            if any(reason.kind == "author" for reason in candidate.extra or []):
+            if any(reason.kind == "author" for reason in candidate.extra):
                 continue
             candidate.relevance += AUTHOR_BOOST
-            candidate.extra = (candidate.extra or []) + [Reason("author", name)]
+            candidate.extra.append(Reason("author", name))
 
 
 def _excluded(subscriber: Subscriber, pool: Pool) -> set[int]:
@@ -325,45 +391,46 @@ def _excluded(subscriber: Subscriber, pool: Pool) -> set[int]:
     return banned
 
 
-def _finish(subscriber: Subscriber, pool: Pool, doc: int, candidate: _Candidate, settings: RankSettings) -> ScoredEntry:
+def _score(subscriber: Subscriber, pool: Pool, doc: int, candidate: _Candidate, now: dt.datetime | None) -> float:
+    """Relevance plus the small boosts, which only reorder papers that are relevant already."""
+    if candidate.relevance <= 0:
+        return 0.0
+    category = CATEGORY_BOOST if subscriber.categories and _category(subscriber, pool.entries[doc]) else 0.0
+    return candidate.relevance + category + pool.prior(doc, now)
+
+
+def _category(subscriber: Subscriber, entry: Entry) -> str | None:
+    return next((c for c in entry.categories if c in subscriber.categories), None)
+
+
+def _scored(subscriber: Subscriber, pool: Pool, doc: int, candidate: _Candidate, score: float, topics: list[_TopicMatches]) -> ScoredEntry:
+    """The full explanation, built only for what the reader will see: the strongest topic first."""
     entry = pool.entries[doc]
-    reasons = [reason for _, reason in candidate.topics or []] + list(candidate.extra or [])
-    score = candidate.relevance
-    if candidate.relevance > 0:  # boosts and priors only reorder papers that are relevant already
-        category = next((c for c in entry.categories if c in subscriber.categories), None)
-        if category:
-            score += CATEGORY_BOOST
-            reasons.append(Reason("category", category))
-        score += _priors(entry, settings.now)
-    return ScoredEntry(entry, round(score, 4), tuple(reasons))
+    hits = [topics[index] for _, index in sorted(candidate.topics, reverse=True)]
+    reasons = [Reason("topic", matches.name, matches.terms(doc)) for matches in hits] + candidate.extra
+    category = _category(subscriber, entry) if candidate.relevance > 0 else None
+    if category:
+        reasons.append(Reason("category", category))
+    keywords = [keyword for matches in hits for keyword in matches.terms(doc)]
+    return ScoredEntry(entry, round(score, 4), tuple(reasons), pool.highlights(doc, keywords))
 
 
-def _priors(entry: Entry, now: dt.datetime | None) -> float:
-    prior = min(UPVOTE_PRIOR_CAP, UPVOTE_PRIOR * math.log1p(entry.upvotes)) if entry.upvotes else 0.0
-    published = entry.published or entry.first_seen
-    if now is not None and published is not None:
-        age_days = max(0.0, (now - published).total_seconds() / 86400)
-        prior += RECENCY_PRIOR * max(0.0, 1 - age_days / RECENCY_DAYS)
-    return prior
+def _diversify(scores: dict[int, float], groups: dict[int, str], *, limit: int, diversity: float) -> list[int]:
+    """Greedy picks where each earlier pick from the same group discounts a paper by (1 - diversity).
 
-
-def _diversify(scored: list[ScoredEntry], *, limit: int, diversity: float) -> list[ScoredEntry]:
-    """Greedy picks where each earlier pick from the same group discounts a paper by (1 - diversity)."""
-    if diversity <= 0:
-        return scored[:limit]
-    picked: list[ScoredEntry] = []
-    per_group: Counter[str] = Counter()
-    remaining = list(scored)
-    while remaining and len(picked) < limit:
-        best = max(remaining, key=lambda item: item.score * (1 - diversity) ** per_group[_group(item)])
-        remaining.remove(best)
-        picked.append(best)
-        per_group[_group(best)] += 1
+    Only each group's best ``limit`` papers can ever be picked, so the rest are never looked at.
+    """
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for doc in scores:
+        by_group[groups[doc]].append(doc)
+    queues = {group: heapq.nsmallest(limit, docs, key=lambda doc: (-scores[doc], doc)) for group, docs in by_group.items()}
+    picked: list[int] = []
+    taken: Counter[str] = Counter()
+    while len(picked) < limit and any(queues.values()):
+        group = max((g for g in queues if queues[g]), key=lambda g: scores[queues[g][0]] * (1 - diversity) ** taken[g])
+        picked.append(queues[group].pop(0))
+        taken[group] += 1
     return picked
-
-
-def _group(item: ScoredEntry) -> str:
-    return item.reasons[0].kind + ":" + item.reasons[0].label if item.reasons else ""
 
 
 # --- authors --------------------------------------------------------------------------------

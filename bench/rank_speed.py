@@ -1,0 +1,138 @@
+"""Ranking speed: N subscribers x M new entries on one core, as one day's digest run ranks them.
+
+Entries: the first M unique papers of ../shared/data/papers/daily-arXiv-ai-enhanced (real
+arXiv listings, June 2026). Subscribers: synthetic, 3-6 topics each drawn from the topic
+profiles of bench/ranking_eval.py (real topic names), each worded as a random subset of the
+profile's keywords, random weights, some with excluded words, followed authors (taken from
+the papers) and categories.
+
+Printed (medians of --repeats runs, all in this one process):
+  - pool: the per-entry work, done once per run (tokenise, stem, postings);
+  - ours: ranking every subscriber against the shared pool, subscribers/s;
+  - per-subscriber pool: the same ranking but redoing the per-entry work for each
+    subscriber (what "a Python loop over subscriber x entry" costs), on a sample;
+  - fts5: one SQLite FTS5 bm25() query per subscriber topic over the same entries, on a sample;
+and the ratios.
+
+Run: python bench/rank_speed.py [--subscribers 10000] [--entries 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from newsletter.models import Entry, Subscriber, Topic  # noqa: E402
+from newsletter.rank import Pool, RankSettings, rank  # noqa: E402
+from ranking_eval import PROFILES  # noqa: E402
+
+PAPERS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "papers" / "daily-arXiv-ai-enhanced" / "data"
+NOW = dt.datetime(2026, 7, 1, 7, tzinfo=dt.timezone.utc)
+
+
+def load_entries(limit: int) -> list[Entry]:
+    entries: dict[str, Entry] = {}
+    for path in sorted(PAPERS.glob("2026-06-*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            key = f"arxiv:{row['id']}"
+            if key not in entries:
+                entries[key] = Entry(
+                    id=key, title=row["title"], link=row["abs"], summary=" ".join(row["summary"].split()),
+                    authors=tuple(row["authors"]), categories=tuple(row["categories"]), published=NOW - dt.timedelta(days=1),
+                )
+            if len(entries) == limit:
+                return list(entries.values())
+    return list(entries.values())
+
+
+def make_subscribers(count: int, entries: list[Entry], *, seed: int = 7) -> list[Subscriber]:
+    rng = random.Random(seed)
+    names = sorted(PROFILES)
+    authors = [name for entry in entries for name in entry.authors]
+    zones = ["Europe/London", "America/New_York", "Asia/Tokyo", "Asia/Kolkata", "Australia/Sydney", "UTC"]
+    subscribers = []
+    for number in range(count):
+        # Each reader words a topic their own way: a random subset of its keywords, in their own order.
+        topics = tuple(
+            Topic(name, tuple(rng.sample(PROFILES[name], rng.randint(2, len(PROFILES[name])))), round(rng.uniform(0.5, 2.0), 1))
+            for name in rng.sample(names, rng.randint(3, 6))
+        )
+        subscribers.append(Subscriber(
+            id=f"s{number}", email=f"s{number}@example.org", name=f"Reader {number}", timezone=rng.choice(zones),
+            send_at=dt.time(rng.randint(5, 9), rng.choice((0, 15, 30, 45))), max_items=rng.choice((5, 8, 10)), topics=topics,
+            exclude=("survey",) if rng.random() < 0.3 else (),
+            authors=(rng.choice(authors),) if rng.random() < 0.1 else (),
+            categories=tuple(rng.sample(["cs.CV", "cs.CL", "cs.AI", "cs.LG"], 2)) if rng.random() < 0.5 else (),
+        ))
+    return subscribers
+
+
+def timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def fts5_rank(db: sqlite3.Connection, subscriber: Subscriber) -> list[str]:
+    scores: dict[str, float] = {}
+    for topic in subscriber.topics:
+        query = " OR ".join('"' + keyword.replace('"', '""') + '"' for keyword in topic.keywords)
+        for entry_id, score in db.execute("SELECT id, bm25(papers, 0.0, 3.0, 1.0) FROM papers WHERE papers MATCH ?", [query]):
+            scores[entry_id] = scores.get(entry_id, 0.0) - topic.weight * score
+    return sorted(scores, key=lambda key: -scores[key])[: subscriber.max_items]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--entries", type=int, default=2_000)
+    parser.add_argument("--sample", type=int, default=200, help="subscribers for the slow comparisons")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    entries = load_entries(args.entries)
+    subscribers = make_subscribers(args.subscribers, entries)
+    sample = subscribers[: args.sample]
+    settings = RankSettings(now=NOW)
+    print(f"{len(entries)} real arXiv entries, {len(subscribers)} subscribers ({args.repeats} repeats, medians)")
+
+    pool_times, rank_times, picked = [], [], 0
+    for _ in range(args.repeats):
+        holder: list[Pool] = []
+        pool_times.append(timed(lambda: holder.append(Pool(entries))))
+        pool = holder[0]
+        rank_times.append(timed(lambda: [rank(s, pool, settings=settings) for s in subscribers]))
+    picked = sum(len(rank(s, pool, settings=settings)) for s in subscribers[:1000])
+    pool_s, rank_s = statistics.median(pool_times), statistics.median(rank_times)
+    ours_rate = len(subscribers) / (pool_s + rank_s)
+    print(f"pool (per-entry work, once per run): {pool_s:.2f} s")
+    print(f"ours: {rank_s:.2f} s to rank {len(subscribers)} subscribers -> {ours_rate:,.0f} subscribers/s including the pool "
+          f"({picked / 1000:.1f} picks per subscriber)")
+
+    naive = statistics.median(timed(lambda: [rank(s, entries, settings=settings) for s in sample]) for _ in range(args.repeats))
+    naive_rate = len(sample) / naive
+    print(f"per-subscriber pool: {naive_rate:,.1f} subscribers/s ({len(sample)} sampled) -> ours is x{ours_rate / naive_rate:,.0f}")
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE papers USING fts5(id UNINDEXED, title, summary, tokenize='porter')")
+    db.executemany("INSERT INTO papers VALUES (?, ?, ?)", [(e.id, e.title, e.summary) for e in entries])
+    fts = statistics.median(timed(lambda: [fts5_rank(db, s) for s in sample]) for _ in range(args.repeats))
+    fts_rate = len(sample) / fts
+    print(f"fts5 query per topic: {fts_rate:,.1f} subscribers/s ({len(sample)} sampled) -> ours is x{ours_rate / fts_rate:,.1f}")
+    print(f"projected for {len(subscribers)} subscribers: ours {len(subscribers) / ours_rate:.1f} s, "
+          f"fts5 {len(subscribers) / fts_rate:.1f} s, per-subscriber pool {len(subscribers) / naive_rate:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
