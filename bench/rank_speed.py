@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from newsletter.models import Entry, Subscriber, Topic  # noqa: E402
-from newsletter.rank import Pool, RankSettings, rank  # noqa: E402
+from newsletter.pool import Pool  # noqa: E402
+from newsletter.rank import RankSettings, rank  # noqa: E402
 from ranking_eval import PROFILES  # noqa: E402
 
 PAPERS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "papers" / "daily-arXiv-ai-enhanced" / "data"

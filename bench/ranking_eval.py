@@ -38,8 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.models import Entry, Subscriber, Topic  # noqa: E402
-import newsletter.rank as rank_module  # noqa: E402
-from newsletter.rank import Pool, RankSettings, rank  # noqa: E402
+import newsletter.pool as pool_module  # noqa: E402
+from newsletter.pool import Pool  # noqa: E402
+from newsletter.rank import RankSettings, rank  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "labelled" / "DataWraith-arxiv-frontpage" / "data"
 MIN_POSITIVES = 5
@@ -142,12 +143,12 @@ def fts5_index(entries: list[Entry]) -> sqlite3.Connection:
 
 @contextmanager
 def bm25_settings(k1: float, title_weight: float, idf_exponent: float) -> Iterator[None]:
-    saved = rank_module.K1, rank_module.TITLE_WEIGHT, rank_module.IDF_EXPONENT
-    rank_module.K1, rank_module.TITLE_WEIGHT, rank_module.IDF_EXPONENT = k1, title_weight, idf_exponent
+    saved = pool_module.K1, pool_module.TITLE_WEIGHT, pool_module.IDF_EXPONENT
+    pool_module.K1, pool_module.TITLE_WEIGHT, pool_module.IDF_EXPONENT = k1, title_weight, idf_exponent
     try:
         yield
     finally:
-        rank_module.K1, rank_module.TITLE_WEIGHT, rank_module.IDF_EXPONENT = saved
+        pool_module.K1, pool_module.TITLE_WEIGHT, pool_module.IDF_EXPONENT = saved
 
 
 def ours_ndcg(entries: list[Entry], labels: dict[str, set[str]], topics: list[str], settings: tuple[float, float, float]) -> dict[str, float]:

@@ -26,7 +26,8 @@ from .config import Config, FeedConfig
 from .deliver import Envelope, MaildirTransport, SmtpSettings, SmtpTransport, Transport, build_message
 from .errors import DeliveryError, FeedError, NewsletterError, RenderError
 from .models import CorpusStats, Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
-from .rank import Pool, RankSettings, rank
+from .pool import Pool
+from .rank import RankSettings, rank
 from .render import Branding, Renderer
 from .store import QueuedDigest, Store
 from .subscribers import Defaults, LoadedSubscribers, find_subscriber, load_subscribers

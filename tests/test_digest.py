@@ -220,7 +220,10 @@ def test_cli_rank_json_and_preview(deployment: Deployment, tmp_path: Path) -> No
     assert ranked.returncode == 0, ranked.stderr
     rows = json.loads(ranked.stdout)
     assert 1 <= len(rows) <= 3 and all(set(row) == {"id", "title", "score", "reasons"} for row in rows)
-    assert [row["score"] for row in rows] == sorted((row["score"] for row in rows), reverse=True)
+    assert rows[0]["score"] == max(row["score"] for row in rows)
+    everything = json.loads(run("rank", "ada", "--all", "--json").stdout)
+    assert len(everything) > len(json.loads(run("rank", "ada", "--json").stdout))
+    assert everything[-1]["score"] == 0 and everything[-1]["reasons"] == []
     out = tmp_path / "ada.html"
     preview = run("preview", "ada", "--out", str(out))
     assert preview.returncode == 0, preview.stderr

@@ -9,7 +9,8 @@ import pytest
 from conftest import EXAMPLES, FEEDS
 from newsletter import ingest
 from newsletter.models import CorpusStats, Entry, Subscriber, Topic
-from newsletter.rank import Pool, RankSettings, rank
+from newsletter.pool import Pool
+from newsletter.rank import RankSettings, rank
 
 NOW = dt.datetime(2026, 11, 26, 12, tzinfo=dt.timezone.utc)
 ANY = RankSettings(min_score=0.0, diversity=0.0)  # plain score order, no threshold

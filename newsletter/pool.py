@@ -1,0 +1,289 @@
+"""The candidate pool: each entry's words analysed once per run, and BM25 over them.
+
+Words are snowball-stemmed and accent-folded; a keyword matches the text words
+with its stem that *extend* it ("distill" -> "distillation", not "networking" ->
+"network"). The pool keeps postings, lengths, an author index and caches that
+subscribers share: per-phrase counts, per-keyword scores, priors, highlights.
+Pure computation, no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+import snowballstemmer
+
+from .models import CorpusStats, Entry
+
+# A reader's keywords all name their topic, so a paper that keeps coming back to one of them is
+# about it: saturation is gentler than web search's (k1 at the top of BM25's usual 1.2-2.0) and
+# IDF is damped (square root), so one mention of a rare keyword does not outrank a paper built
+# around a common one. bench/ranking_eval.py shows the effect of each choice on labelled papers.
+K1 = 2.0
+B = 0.75
+TITLE_WEIGHT = 3.0  # a term in the title says more about the paper than one in the abstract
+IDF_EXPONENT = 0.5
+# A keyword in most papers still means the paper is on the reader's topic (a narrow feed):
+# it weighs less than a rare one, but a title match alone still clears the default threshold.
+IDF_FLOOR = 0.6
+LIKED_MIN_SIMILARITY = 0.25
+UPVOTE_PRIOR = 0.08  # times log1p(upvotes), capped: a tie-breaker among relevant papers
+UPVOTE_PRIOR_CAP = 0.4
+RECENCY_PRIOR = 0.2  # for a paper published now, falling to 0 at RECENCY_DAYS
+RECENCY_DAYS = 7.0
+
+_STEMMER = snowballstemmer.stemmer("english")
+_WORD = re.compile(r"[^\W_]+")
+
+
+_ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
+
+Phrase = tuple[tuple[str, str], ...]  # per word: (stem, the singular form a text word must start with)
+
+
+@lru_cache(maxsize=200_000)
+def _word(word: str) -> tuple[str, str]:
+    """(stem, singular folded form) of one word: "Distillations" -> ("distil", "distillation")."""
+    if _ACRONYM_PLURAL.fullmatch(word):  # "LLMs", "GNNs": snowball keeps the s of an unknown word
+        word = word[:-1]
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _STEMMER.stemWord(folded), _singular(folded)
+
+
+def _singular(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def tokens(text: str) -> tuple[str, ...]:
+    """Lower-cased, accent-folded, stemmed words; hyphens and punctuation split words."""
+    return tuple(_word(word)[0] for word in _WORD.findall(text))
+
+
+def phrase(keyword: str) -> Phrase:
+    """A keyword as the pool matches it: each word by stem, and only by text words that extend it.
+
+    "distill" matches "distillation" and "Distilling"; "networking" does not match "network"
+    and "prompting" not "prompts", though each pair shares a stem; plurals always match.
+    """
+    return tuple(_word(word) for word in _WORD.findall(keyword))
+
+
+def _forms(text: str) -> tuple[str, ...]:
+    return tuple(_word(word)[1] for word in _WORD.findall(text))
+
+
+def _spans(text: str) -> list[tuple[int, int]]:
+    return [match.span() for match in _WORD.finditer(text)]
+
+
+# --- the pool: per-entry work, once per run -----------------------------------------
+
+
+class Pool:
+    """Candidates analysed once: stemmed title and abstract, postings, lengths, authors."""
+
+    def __init__(self, entries: Sequence[Entry], *, corpus: CorpusStats | None = None) -> None:
+        self.entries = list(entries)
+        self.corpus = corpus
+        self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
+        self._titles = [tokens(entry.title) for entry in self.entries]
+        self._bodies = [tokens(entry.summary) for entry in self.entries]
+        self._title_forms = [_forms(entry.title) for entry in self.entries]
+        self._body_forms = [_forms(entry.summary) for entry in self.entries]
+        lengths = [len(body) for body in self._bodies]
+        average = (sum(lengths) / len(lengths)) if lengths else 1.0
+        self._norms = [K1 * (1 - B + B * length / (average or 1.0)) for length in lengths]
+        self._postings: dict[str, set[int]] = defaultdict(set)
+        for doc, words in enumerate(zip(self._titles, self._bodies)):
+            for word in {*words[0], *words[1]}:
+                self._postings[word].add(doc)
+        self._authors: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # family -> (doc, initials, name)
+        for doc, entry in enumerate(self.entries):
+            for name in entry.authors:
+                initials, family = name_key(name)
+                self._authors[family].append((doc, initials, name))
+        self._phrase_cache: dict[Phrase, dict[int, tuple[int, int]]] = {}
+        self._idf_cache: dict[str, float] = {}
+        self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], dict[int, float]] = {}
+        self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
+        self._prior_cache: dict[dt.datetime | None, list[float]] = {}
+        self._vectors: list[dict[str, float]] | None = None
+        self._vector_idf: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def counts(self, words: Phrase) -> dict[int, tuple[int, int]]:
+        """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers."""
+        cached = self._phrase_cache.get(words)
+        if cached is not None:
+            return cached
+        docs = set.intersection(*(self._postings.get(stem, set()) for stem, _ in words)) if words else set()
+        found = {}
+        for doc in docs:
+            in_title = len(_positions(self._titles[doc], self._title_forms[doc], words))
+            in_body = len(_positions(self._bodies[doc], self._body_forms[doc], words))
+            if in_title or in_body:
+                found[doc] = (in_title, in_body)
+        self._phrase_cache[words] = found
+        return found
+
+    def keyword_scores(self, keyword: str, words: Phrase, longer: tuple[Phrase, ...] = ()) -> dict[int, float]:
+        """doc -> idf x BM25 tf part for one keyword, minus mentions inside the ``longer`` keywords; cached."""
+        key = (keyword, words, longer)
+        cached = self._score_cache.get(key)
+        if cached is not None:
+            return cached
+        idf = self.idf(keyword, words)
+        covering = [self.counts(other) for other in longer]
+        scores = {}
+        for doc, (in_title, in_body) in self.counts(words).items():
+            for counts in covering:
+                covered = counts.get(doc, (0, 0))
+                in_title, in_body = max(in_title - covered[0], 0), max(in_body - covered[1], 0)
+            if in_title or in_body:
+                scores[doc] = idf * self.saturated(doc, in_title, in_body)
+        self._score_cache[key] = scores
+        return scores
+
+    def prior(self, doc: int, now: dt.datetime | None) -> float:
+        """Upvotes and freshness: small, and the same for every subscriber, so computed once per run."""
+        minute = now.replace(second=0, microsecond=0) if now is not None else None  # one list per run, not per call
+        priors = self._prior_cache.get(minute)
+        if priors is None:
+            priors = self._prior_cache[minute] = [_prior(entry, minute) for entry in self.entries]
+        return priors[doc]
+
+    def saturated(self, doc: int, in_title: int, in_body: int) -> float:
+        """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones."""
+        tf = TITLE_WEIGHT * in_title + in_body
+        return tf * (K1 + 1) / (tf + self._norms[doc]) if tf > 0 else 0.0
+
+    def idf(self, keyword: str, words: Phrase) -> float:
+        cached = self._idf_cache.get(keyword)
+        if cached is None:
+            n, df = len(self.entries), len(self.counts(words))
+            if self.corpus is not None and keyword in self.corpus.document_frequency:
+                # The store's stemmer (porter) differs slightly from ours (snowball): never count below the pool.
+                n, df = max(self.corpus.size, n), max(self.corpus.document_frequency[keyword], df)
+            raw = math.log(1 + (n - df + 0.5) / (df + 0.5))
+            cached = self._idf_cache[keyword] = max(IDF_FLOOR, raw**IDF_EXPONENT)
+        return cached
+
+    def by_author(self, wanted: tuple[str, str]) -> list[tuple[int, str]]:
+        return [(doc, name) for doc, initials, name in self._authors.get(wanted[1], []) if _initials_agree(initials, wanted[0])]
+
+    def similar(self, liked: Sequence[Entry]) -> dict[int, tuple[Entry, float]]:
+        """doc -> (closest liked paper, tf-idf cosine) for docs at least LIKED_MIN_SIMILARITY alike."""
+        vectors = self._doc_vectors()
+        liked_vectors = [(entry, _tfidf(tokens(f"{entry.title} {entry.summary}"), self._vector_idf)) for entry in liked]
+        found = {}
+        for doc, vector in enumerate(vectors):
+            entry, similarity = max(((e, _cosine(vector, v)) for e, v in liked_vectors), key=lambda pair: pair[1])
+            if similarity >= LIKED_MIN_SIMILARITY:
+                found[doc] = (entry, similarity)
+        return found
+
+    def _doc_vectors(self) -> list[dict[str, float]]:
+        if self._vectors is None:
+            n = len(self.entries)
+            self._vector_idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._postings.items()}
+            self._vectors = [_tfidf(t + b, self._vector_idf) for t, b in zip(self._titles, self._bodies)]
+        return self._vectors
+
+    def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:
+        """The exact words of title and abstract that matched, as the reader will see them."""
+        found: dict[str, str] = {}
+        for keyword in keywords:
+            for surface in self._surfaces(doc, keyword):
+                found.setdefault(surface.casefold(), surface)
+        return tuple(found.values())
+
+    def _surfaces(self, doc: int, keyword: str) -> tuple[str, ...]:
+        """Where one keyword occurs in one paper, as written there; cached (popular papers recur)."""
+        key = (doc, keyword)
+        cached = self._surface_cache.get(key)
+        if cached is None:
+            entry, words = self.entries[doc], phrase(keyword)
+            surfaces = []
+            fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
+            for text, stems, forms in fields:
+                starts = _positions(stems, forms, words)
+                if starts:
+                    spans = _spans(text)
+                    surfaces += [text[spans[start][0] : spans[start + len(words) - 1][1]] for start in starts]
+            cached = self._surface_cache[key] = tuple(surfaces)
+        return cached
+
+
+def _prior(entry: Entry, now: dt.datetime | None) -> float:
+    prior = min(UPVOTE_PRIOR_CAP, UPVOTE_PRIOR * math.log1p(entry.upvotes)) if entry.upvotes else 0.0
+    published = entry.published or entry.first_seen
+    if now is not None and published is not None:
+        age_days = max(0.0, (now - published).total_seconds() / 86400)
+        prior += RECENCY_PRIOR * max(0.0, 1 - age_days / RECENCY_DAYS)
+    return prior
+
+
+def _positions(stems: tuple[str, ...], forms: tuple[str, ...], words: Phrase) -> list[int]:
+    """Where the phrase starts: every word's stem equal, and the text word extending the keyword word."""
+    size = len(words)
+    if not size:
+        return []
+    first = words[0][0]
+    return [
+        i for i in range(len(stems) - size + 1)
+        if stems[i] == first and all(stems[i + j] == stem and forms[i + j].startswith(form) for j, (stem, form) in enumerate(words))
+    ]
+
+
+def contains(longer: Phrase, shorter: Phrase) -> bool:
+    return bool(_positions(tuple(stem for stem, _ in longer), tuple(form for _, form in longer), shorter))
+
+
+# --- authors --------------------------------------------------------------------------------
+
+
+def name_key(name: str) -> tuple[str, str]:
+    """(given names' initials, family name), accent- and case-folded: "G. E. Hinton" -> ("ge", "hinton")."""
+    folded = unicodedata.normalize("NFKD", name.casefold())
+    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    if "," in plain:  # "Hinton, Geoffrey"
+        family, _, given = plain.partition(",")
+        plain = f"{given} {family}"
+    parts = [p for p in re.split(r"[\s.]+", plain) if p]
+    if not parts:
+        return ("", "")
+    return ("".join(p[0] for p in parts[:-1]), parts[-1])
+
+
+def _initials_agree(found: str, wanted: str) -> bool:
+    """Same first initial when both are known ("G. Hinton" ~ "Geoffrey Hinton", not "A. Hinton")."""
+    return not found or not wanted or found[0] == wanted[0]
+
+
+# --- "more like this" -----------------------------------------------------------------------
+
+
+def _tfidf(words: tuple[str, ...], idf: dict[str, float]) -> dict[str, float]:
+    return {word: count * idf.get(word, 1.0) for word, count in Counter(words).items()}
+
+
+def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
+    if len(a) > len(b):
+        a, b = b, a
+    dot = sum(value * b.get(word, 0.0) for word, value in a.items())
+    norm = math.sqrt(sum(v * v for v in a.values())) * math.sqrt(sum(v * v for v in b.values()))
+    return dot / norm if norm else 0.0
+
