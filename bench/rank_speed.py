@@ -3,8 +3,10 @@
 Entries: the first M unique papers of ../shared/data/papers/daily-arXiv-ai-enhanced (real
 arXiv listings, June 2026). Subscribers: synthetic, 3-6 topics each drawn from the topic
 profiles of bench/ranking_eval.py (real topic names), each worded as a random subset of the
-profile's keywords, random weights, some with excluded words, followed authors (taken from
-the papers) and categories.
+profile's keywords, plus one topic of their own made of two phrases (neighbouring content
+words) taken from random papers' titles, so most keywords are not shared and caches help less than with shared
+profiles; random weights, some with excluded words, followed authors (from the papers),
+categories, and 10% with three liked papers.
 
 Printed (medians of --repeats runs, all in this one process):
   - pool: the per-entry work, done once per run (tokenise, stem, postings);
@@ -69,15 +71,23 @@ def make_subscribers(count: int, entries: list[Entry], *, seed: int = 7) -> list
         topics = tuple(
             Topic(name, tuple(rng.sample(PROFILES[name], rng.randint(2, len(PROFILES[name])))), round(rng.uniform(0.5, 2.0), 1))
             for name in rng.sample(names, rng.randint(3, 6))
-        )
+        ) + (Topic("own", (_title_pair(rng, entries), _title_pair(rng, entries))),)
         subscribers.append(Subscriber(
             id=f"s{number}", email=f"s{number}@example.org", name=f"Reader {number}", timezone=rng.choice(zones),
             send_at=dt.time(rng.randint(5, 9), rng.choice((0, 15, 30, 45))), max_items=rng.choice((5, 8, 10)), topics=topics,
             exclude=("survey",) if rng.random() < 0.3 else (),
             authors=(rng.choice(authors),) if rng.random() < 0.1 else (),
             categories=tuple(rng.sample(["cs.CV", "cs.CL", "cs.AI", "cs.LG"], 2)) if rng.random() < 0.5 else (),
+            liked=tuple(entry.id for entry in rng.sample(entries, 3)) if rng.random() < 0.1 else (),
         ))
     return subscribers
+
+
+def _title_pair(rng: random.Random, entries: list[Entry]) -> str:
+    """Two neighbouring content words of a random title, the way a reader names a niche ("Video Diffusion")."""
+    words = rng.choice(entries).title.split()
+    pairs = [f"{a} {b}" for a, b in zip(words, words[1:]) if a.isalpha() and b.isalpha() and len(a) > 3 and len(b) > 3]
+    return rng.choice(pairs) if pairs else "language models"
 
 
 def timed(work: Callable[[], object]) -> float:
@@ -106,6 +116,8 @@ def main() -> None:
     subscribers = make_subscribers(args.subscribers, entries)
     sample = subscribers[: args.sample]
     settings = RankSettings(now=NOW)
+    by_id = {entry.id: entry for entry in entries}
+    liked = {s.id: [by_id[i] for i in s.liked] for s in subscribers}
     print(f"{len(entries)} real arXiv entries, {len(subscribers)} subscribers ({args.repeats} repeats, medians)")
 
     pool_times, rank_times, picked = [], [], 0
@@ -113,15 +125,17 @@ def main() -> None:
         holder: list[Pool] = []
         pool_times.append(timed(lambda: holder.append(Pool(entries))))
         pool = holder[0]
-        rank_times.append(timed(lambda: [rank(s, pool, settings=settings) for s in subscribers]))
-    picked = sum(len(rank(s, pool, settings=settings)) for s in subscribers[:1000])
+        rank_times.append(timed(lambda: [rank(s, pool, settings=settings, liked=liked[s.id]) for s in subscribers]))
+    picked = sum(len(rank(s, pool, settings=settings, liked=liked[s.id])) for s in subscribers[:1000])
     pool_s, rank_s = statistics.median(pool_times), statistics.median(rank_times)
     ours_rate = len(subscribers) / (pool_s + rank_s)
     print(f"pool (per-entry work, once per run): {pool_s:.2f} s")
     print(f"ours: {rank_s:.2f} s to rank {len(subscribers)} subscribers -> {ours_rate:,.0f} subscribers/s including the pool "
           f"({picked / 1000:.1f} picks per subscriber)")
 
-    naive = statistics.median(timed(lambda: [rank(s, entries, settings=settings) for s in sample]) for _ in range(args.repeats))
+    naive = statistics.median(
+        timed(lambda: [rank(s, entries, settings=settings, liked=liked[s.id]) for s in sample]) for _ in range(args.repeats)
+    )
     naive_rate = len(sample) / naive
     print(f"per-subscriber pool: {naive_rate:,.1f} subscribers/s ({len(sample)} sampled) -> ours is x{ours_rate / naive_rate:,.0f}")
 

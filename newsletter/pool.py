@@ -10,6 +10,7 @@ Pure computation, no I/O.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import math
 import re
 import unicodedata
@@ -33,9 +34,11 @@ IDF_EXPONENT = 0.5
 # it weighs less than a rare one, but a title match alone still clears the default threshold.
 IDF_FLOOR = 0.6
 LIKED_MIN_SIMILARITY = 0.25
-UPVOTE_PRIOR = 0.08  # times log1p(upvotes), capped: a tie-breaker among relevant papers
-UPVOTE_PRIOR_CAP = 0.4
-RECENCY_PRIOR = 0.2  # for a paper published now, falling to 0 at RECENCY_DAYS
+LIKED_QUERY_WORDS = 40
+# Priors multiply a relevant paper's score by at most 1.1: tie-breakers, not a way in.
+UPVOTE_PRIOR = 0.012  # times log1p(upvotes), capped
+UPVOTE_PRIOR_CAP = 0.06
+RECENCY_PRIOR = 0.04  # for a paper published now, falling to 0 at RECENCY_DAYS
 RECENCY_DAYS = 7.0
 
 _STEMMER = snowballstemmer.stemmer("english")
@@ -104,39 +107,64 @@ class Pool:
         lengths = [len(body) for body in self._bodies]
         average = (sum(lengths) / len(lengths)) if lengths else 1.0
         self._norms = [K1 * (1 - B + B * length / (average or 1.0)) for length in lengths]
-        self._postings: dict[str, set[int]] = defaultdict(set)
-        for doc, words in enumerate(zip(self._titles, self._bodies)):
-            for word in {*words[0], *words[1]}:
-                self._postings[word].add(doc)
-        self._authors: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # family -> (doc, initials, name)
+        # stem -> doc -> (positions in the title, positions in the abstract): phrase counts visit only occurrences;
+        # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
+        self._where: dict[str, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
+        self._form_counts: dict[str, dict[str, dict[int, list[int]]]] = defaultdict(lambda: defaultdict(dict))
+        for doc, fields in enumerate(zip(zip(self._titles, self._title_forms), zip(self._bodies, self._body_forms))):
+            for field_index, (stems, forms) in enumerate(fields):
+                for position, (stem, form) in enumerate(zip(stems, forms)):
+                    self._where[stem].setdefault(doc, ([], []))[field_index].append(position)
+                    self._form_counts[stem][form].setdefault(doc, [0, 0])[field_index] += 1
+        self._authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)  # family -> (doc, given, name)
         for doc, entry in enumerate(self.entries):
             for name in entry.authors:
-                initials, family = name_key(name)
-                self._authors[family].append((doc, initials, name))
-        self._phrase_cache: dict[Phrase, dict[int, tuple[int, int]]] = {}
+                given, family = name_key(name)
+                self._authors[family].append((doc, given, name))
+        self._phrase_cache: dict[tuple[Phrase, bool], dict[int, tuple[int, int]]] = {}
+        self._similar_cache: dict[str, dict[int, float]] = {}
         self._idf_cache: dict[str, float] = {}
         self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], dict[int, float]] = {}
         self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
         self._prior_cache: dict[dt.datetime | None, list[float]] = {}
         self._vectors: list[dict[str, float]] | None = None
+        self._vector_norms: list[float] = []
         self._vector_idf: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def counts(self, words: Phrase) -> dict[int, tuple[int, int]]:
-        """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers."""
-        cached = self._phrase_cache.get(words)
+    def counts(self, words: Phrase, *, exact: bool = False) -> dict[int, tuple[int, int]]:
+        """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers.
+
+        ``exact``: each text word must be the keyword word or its plural, not any word extending it.
+        """
+        key = (words, exact)
+        cached = self._phrase_cache.get(key)
         if cached is not None:
             return cached
-        docs = set.intersection(*(self._postings.get(stem, set()) for stem, _ in words)) if words else set()
-        found = {}
-        for doc in docs:
-            in_title = len(_positions(self._titles[doc], self._title_forms[doc], words))
-            in_body = len(_positions(self._bodies[doc], self._body_forms[doc], words))
-            if in_title or in_body:
-                found[doc] = (in_title, in_body)
-        self._phrase_cache[words] = found
+        found: dict[int, tuple[int, int]] = {}
+        if len(words) == 1:
+            stem, form = words[0]
+            for text_form, per_doc in self._form_counts.get(stem, {}).items():
+                if text_form == form or (not exact and text_form.startswith(form)):
+                    for doc, (in_title, in_body) in per_doc.items():
+                        before = found.get(doc, (0, 0))
+                        found[doc] = (before[0] + in_title, before[1] + in_body)
+        elif words:
+            # Anchor on the rarest word of the phrase, and only in papers that have every word.
+            postings = [self._where.get(stem, {}) for stem, _ in words]
+            anchor = min(range(len(words)), key=lambda index: len(postings[index]))
+            docs = set(postings[anchor]).intersection(*postings) if all(postings) else set()
+            fields = ((self._titles, self._title_forms), (self._bodies, self._body_forms))
+            for doc in docs:
+                hits = [
+                    sum(1 for at in positions if at >= anchor and _matches_at(stems[doc], forms[doc], at - anchor, words, exact))
+                    for positions, (stems, forms) in zip(postings[anchor][doc], fields)
+                ]
+                if hits[0] or hits[1]:
+                    found[doc] = (hits[0], hits[1])
+        self._phrase_cache[key] = found
         return found
 
     def keyword_scores(self, keyword: str, words: Phrase, longer: tuple[Phrase, ...] = ()) -> dict[int, float]:
@@ -157,13 +185,13 @@ class Pool:
         self._score_cache[key] = scores
         return scores
 
-    def prior(self, doc: int, now: dt.datetime | None) -> float:
-        """Upvotes and freshness: small, and the same for every subscriber, so computed once per run."""
-        minute = now.replace(second=0, microsecond=0) if now is not None else None  # one list per run, not per call
+    def priors(self, now: dt.datetime | None) -> list[float]:
+        """Per paper, upvotes and freshness: the same for every subscriber, so computed once per run."""
+        minute = now.replace(second=0, microsecond=0) if now is not None else None
         priors = self._prior_cache.get(minute)
         if priors is None:
             priors = self._prior_cache[minute] = [_prior(entry, minute) for entry in self.entries]
-        return priors[doc]
+        return priors
 
     def saturated(self, doc: int, in_title: int, in_body: int) -> float:
         """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones."""
@@ -181,25 +209,43 @@ class Pool:
             cached = self._idf_cache[keyword] = max(IDF_FLOOR, raw**IDF_EXPONENT)
         return cached
 
-    def by_author(self, wanted: tuple[str, str]) -> list[tuple[int, str]]:
-        return [(doc, name) for doc, initials, name in self._authors.get(wanted[1], []) if _initials_agree(initials, wanted[0])]
+    def by_author(self, wanted: tuple[tuple[str, ...], str]) -> list[tuple[int, str]]:
+        return [(doc, name) for doc, given, name in self._authors.get(wanted[1], []) if _given_names_agree(given, wanted[0])]
 
     def similar(self, liked: Sequence[Entry]) -> dict[int, tuple[Entry, float]]:
         """doc -> (closest liked paper, tf-idf cosine) for docs at least LIKED_MIN_SIMILARITY alike."""
-        vectors = self._doc_vectors()
-        liked_vectors = [(entry, _tfidf(tokens(f"{entry.title} {entry.summary}"), self._vector_idf)) for entry in liked]
-        found = {}
-        for doc, vector in enumerate(vectors):
-            entry, similarity = max(((e, _cosine(vector, v)) for e, v in liked_vectors), key=lambda pair: pair[1])
-            if similarity >= LIKED_MIN_SIMILARITY:
-                found[doc] = (entry, similarity)
+        found: dict[int, tuple[Entry, float]] = {}
+        for entry in liked:
+            for doc, similarity in self._similar_to(entry).items():
+                if similarity >= LIKED_MIN_SIMILARITY and similarity > found.get(doc, (entry, 0.0))[1]:
+                    found[doc] = (entry, similarity)
         return found
+
+    def _similar_to(self, liked: Entry) -> dict[int, float]:
+        """Cosine of every paper sharing a word with ``liked``, through the postings; cached per liked paper."""
+        cached = self._similar_cache.get(liked.id)
+        if cached is not None:
+            return cached
+        vectors = self._doc_vectors()
+        query = _tfidf(tokens(f"{liked.title} {liked.summary}"), self._vector_idf)
+        query_norm = math.sqrt(sum(v * v for v in query.values())) or 1.0
+        dots: dict[int, float] = defaultdict(float)
+        # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up: the common
+        # ones have long postings and add little to the cosine.
+        for word, weight in heapq.nlargest(LIKED_QUERY_WORDS, query.items(), key=lambda item: item[1]):
+            for doc in self._where.get(word, {}):
+                dots[doc] += weight * vectors[doc][word]
+        cached = self._similar_cache[liked.id] = {
+            doc: dot / (query_norm * (self._vector_norms[doc] or 1.0)) for doc, dot in dots.items()
+        }
+        return cached
 
     def _doc_vectors(self) -> list[dict[str, float]]:
         if self._vectors is None:
             n = len(self.entries)
-            self._vector_idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._postings.items()}
+            self._vector_idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items()}
             self._vectors = [_tfidf(t + b, self._vector_idf) for t, b in zip(self._titles, self._bodies)]
+            self._vector_norms = [math.sqrt(sum(v * v for v in vector.values())) for vector in self._vectors]
         return self._vectors
 
     def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:
@@ -236,16 +282,24 @@ def _prior(entry: Entry, now: dt.datetime | None) -> float:
     return prior
 
 
+def _matches_at(stems: tuple[str, ...], forms: tuple[str, ...], start: int, words: Phrase, exact: bool) -> bool:
+    """The phrase at ``start``: every stem equal, and each text word extending (or, exact, equal to) the keyword word."""
+    if start + len(words) > len(stems):
+        return False
+    for offset, (stem, form) in enumerate(words):
+        if stems[start + offset] != stem:
+            return False
+        text_form = forms[start + offset]
+        if not (text_form == form if exact else text_form.startswith(form)):
+            return False
+    return True
+
+
 def _positions(stems: tuple[str, ...], forms: tuple[str, ...], words: Phrase) -> list[int]:
-    """Where the phrase starts: every word's stem equal, and the text word extending the keyword word."""
-    size = len(words)
-    if not size:
+    """Where the phrase starts in one field."""
+    if not words:
         return []
-    first = words[0][0]
-    return [
-        i for i in range(len(stems) - size + 1)
-        if stems[i] == first and all(stems[i + j] == stem and forms[i + j].startswith(form) for j, (stem, form) in enumerate(words))
-    ]
+    return [i for i in range(len(stems)) if stems[i] == words[0][0] and _matches_at(stems, forms, i, words, False)]
 
 
 def contains(longer: Phrase, shorter: Phrase) -> bool:
@@ -255,8 +309,8 @@ def contains(longer: Phrase, shorter: Phrase) -> bool:
 # --- authors --------------------------------------------------------------------------------
 
 
-def name_key(name: str) -> tuple[str, str]:
-    """(given names' initials, family name), accent- and case-folded: "G. E. Hinton" -> ("ge", "hinton")."""
+def name_key(name: str) -> tuple[tuple[str, ...], str]:
+    """(given names, family name), accent- and case-folded: "G. E. Hinton" -> (("g", "e"), "hinton")."""
     folded = unicodedata.normalize("NFKD", name.casefold())
     plain = "".join(c for c in folded if not unicodedata.combining(c))
     if "," in plain:  # "Hinton, Geoffrey"
@@ -264,13 +318,18 @@ def name_key(name: str) -> tuple[str, str]:
         plain = f"{given} {family}"
     parts = [p for p in re.split(r"[\s.]+", plain) if p]
     if not parts:
-        return ("", "")
-    return ("".join(p[0] for p in parts[:-1]), parts[-1])
+        return ((), "")
+    return (tuple(parts[:-1]), parts[-1])
 
 
-def _initials_agree(found: str, wanted: str) -> bool:
-    """Same first initial when both are known ("G. Hinton" ~ "Geoffrey Hinton", not "A. Hinton")."""
-    return not found or not wanted or found[0] == wanted[0]
+def _given_names_agree(found: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+    """"G. Hinton" ~ "Geoffrey Hinton"; not "Gareth Hinton", nor "Wen Zhang" for "Wei Zhang"."""
+    if not found or not wanted:
+        return True
+    first_found, first_wanted = found[0], wanted[0]
+    if len(first_found) > 1 and len(first_wanted) > 1:  # two full first names must be the same name
+        return first_found == first_wanted
+    return first_found[0] == first_wanted[0]
 
 
 # --- "more like this" -----------------------------------------------------------------------
@@ -280,10 +339,4 @@ def _tfidf(words: tuple[str, ...], idf: dict[str, float]) -> dict[str, float]:
     return {word: count * idf.get(word, 1.0) for word, count in Counter(words).items()}
 
 
-def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(value * b.get(word, 0.0) for word, value in a.items())
-    norm = math.sqrt(sum(v * v for v in a.values())) * math.sqrt(sum(v * v for v in b.values()))
-    return dot / norm if norm else 0.0
 

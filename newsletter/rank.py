@@ -90,8 +90,9 @@ def rank(
         for doc in range(len(pool)):
             found.setdefault(doc, _Candidate())
     threshold = max(settings.min_score, 1e-9)
+    priors = pool.priors(settings.now)
     scores = {
-        doc: _score(subscriber, pool, doc, candidate, settings.now)
+        doc: _score(subscriber, pool, doc, candidate, priors[doc])
         for doc, candidate in found.items()
         if doc not in banned and (include_below_threshold or candidate.relevance >= threshold)
     }
@@ -153,17 +154,17 @@ def _add_authors(subscriber: Subscriber, pool: Pool, found: dict[int, _Candidate
 
 def _excluded(subscriber: Subscriber, pool: Pool) -> set[int]:
     banned: set[int] = set()
-    for text in subscriber.exclude:
-        banned.update(pool.counts(phrase(text)) if phrase(text) else ())
+    for text in subscriber.exclude:  # exact words (and plurals): "review" must not drop "reviewer"
+        banned.update(pool.counts(phrase(text), exact=True) if phrase(text) else ())
     return banned
 
 
-def _score(subscriber: Subscriber, pool: Pool, doc: int, candidate: _Candidate, now: dt.datetime | None) -> float:
+def _score(subscriber: Subscriber, pool: Pool, doc: int, candidate: _Candidate, prior: float) -> float:
     """Relevance plus the small boosts, which only reorder papers that are relevant already."""
     if candidate.relevance <= 0:
         return 0.0
     category = CATEGORY_BOOST if subscriber.categories and _category(subscriber, pool.entries[doc]) else 0.0
-    return candidate.relevance + category + pool.prior(doc, now)
+    return (candidate.relevance + category) * (1 + prior)
 
 
 def _category(subscriber: Subscriber, entry: Entry) -> str | None:

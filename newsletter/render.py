@@ -168,7 +168,7 @@ def highlight(text: str, terms: Sequence[str]) -> Markup:
     if not terms:
         return escape(text)
     alternatives = "|".join(re.escape(term) for term in sorted(set(terms), key=len, reverse=True))
-    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
+    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
     parts: list[Markup] = []
     last = 0
     for match in pattern.finditer(text):
