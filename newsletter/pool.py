@@ -34,7 +34,7 @@ IDF_EXPONENT = 0.5
 # it weighs less than a rare one, but a title match alone still clears the default threshold.
 IDF_FLOOR = 0.6
 LIKED_MIN_SIMILARITY = 0.25
-LIKED_QUERY_WORDS = 40
+LIKED_QUERY_WORDS = 25
 # Priors multiply a relevant paper's score by at most 1.1: tie-breakers, not a way in.
 UPVOTE_PRIOR = 0.012  # times log1p(upvotes), capped
 UPVOTE_PRIOR_CAP = 0.06
@@ -222,16 +222,15 @@ class Pool:
         return found
 
     def _similar_to(self, liked: Entry) -> dict[int, float]:
-        """Cosine of every paper sharing a word with ``liked``, through the postings; cached per liked paper."""
+        """Cosine of every paper sharing a telling word with ``liked``, through the postings; cached per liked paper."""
         cached = self._similar_cache.get(liked.id)
         if cached is not None:
             return cached
         vectors = self._doc_vectors()
-        query = _tfidf(tokens(f"{liked.title} {liked.summary}"), self._vector_idf)
+        query = _tfidf(tuple(w for w in tokens(f"{liked.title} {liked.summary}") if w in self._vector_idf), self._vector_idf)
         query_norm = math.sqrt(sum(v * v for v in query.values())) or 1.0
         dots: dict[int, float] = defaultdict(float)
-        # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up: the common
-        # ones have long postings and add little to the cosine.
+        # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up.
         for word, weight in heapq.nlargest(LIKED_QUERY_WORDS, query.items(), key=lambda item: item[1]):
             for doc in self._where.get(word, {}):
                 dots[doc] += weight * vectors[doc][word]
@@ -241,10 +240,16 @@ class Pool:
         return cached
 
     def _doc_vectors(self) -> list[dict[str, float]]:
+        """tf-idf vectors over the telling words: those in at most a quarter of the papers (not "the", "model")."""
         if self._vectors is None:
             n = len(self.entries)
-            self._vector_idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items()}
-            self._vectors = [_tfidf(t + b, self._vector_idf) for t, b in zip(self._titles, self._bodies)]
+            common = max(10, n // 4)
+            self._vector_idf = {
+                word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items() if len(docs) <= common
+            }
+            self._vectors = [
+                _tfidf(tuple(w for w in t + b if w in self._vector_idf), self._vector_idf) for t, b in zip(self._titles, self._bodies)
+            ]
             self._vector_norms = [math.sqrt(sum(v * v for v in vector.values())) for vector in self._vectors]
         return self._vectors
 

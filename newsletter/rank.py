@@ -21,7 +21,7 @@ import datetime as dt
 import heapq
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .models import Entry, Reason, ScoredEntry, Subscriber, Topic
 from .pool import Pool, contains, name_key, phrase
@@ -40,13 +40,6 @@ class RankSettings:
     min_score: float = 1.0  # relevance below this is not worth an email
     diversity: float = 0.3  # 0: pure score order; each further pick from the same topic counts (1 - diversity) as much
     now: dt.datetime | None = None  # for freshness; None: no recency prior
-
-
-@dataclass
-class _Candidate:
-    relevance: float = 0.0
-    topics: list[tuple[float, int]] = field(default_factory=list)  # (weighted score, topic index)
-    extra: list[Reason] = field(default_factory=list)  # followed author, liked paper
 
 
 @dataclass(frozen=True)
@@ -77,32 +70,31 @@ def rank(
     """
     pool = candidates if isinstance(candidates, Pool) else Pool(candidates)
     topics = [_topic_matches(topic, pool) for topic in subscriber.topics]
-    found = _score_text(subscriber, topics)
-    _add_authors(subscriber, pool, found)
-    if liked:
-        for doc, (entry, similarity) in pool.similar(liked).items():
-            candidate = found.setdefault(doc, _Candidate())
-            candidate.relevance += LIKED_BOOST * similarity
-            candidate.extra.append(Reason("liked", entry.title))
+    hits = _topic_hits(subscriber, topics)
+    relevance = {doc: _combined(doc_hits) for doc, doc_hits in hits.items()}
+    extra: dict[int, list[Reason]] = defaultdict(list)  # followed author, liked paper
+    _add_authors(subscriber, pool, relevance, extra)
+    for doc, (entry, similarity) in pool.similar(liked).items() if liked else ():
+        relevance[doc] = relevance.get(doc, 0.0) + LIKED_BOOST * similarity
+        extra[doc].append(Reason("liked", entry.title))
     unwanted = set(skip_ids) | set(subscriber.liked) | {entry.id for entry in liked}
     banned = _excluded(subscriber, pool) | {pool.doc_of[i] for i in unwanted if i in pool.doc_of}
     if include_below_threshold:
-        for doc in range(len(pool)):
-            found.setdefault(doc, _Candidate())
-    threshold = max(settings.min_score, 1e-9)
+        relevance = {doc: relevance.get(doc, 0.0) for doc in range(len(pool))}
+    threshold = 0.0 if include_below_threshold else max(settings.min_score, 1e-9)
     priors = pool.priors(settings.now)
     scores = {
-        doc: _score(subscriber, pool, doc, candidate, priors[doc])
-        for doc, candidate in found.items()
-        if doc not in banned and (include_below_threshold or candidate.relevance >= threshold)
+        doc: _score(subscriber, pool.entries[doc], value, priors[doc])
+        for doc, value in relevance.items()
+        if value >= threshold and doc not in banned
     }
     limit = max_items if max_items is not None else subscriber.max_items
     if include_below_threshold or settings.diversity <= 0:
         chosen = sorted(scores, key=lambda doc: (-scores[doc], doc))[:limit]
     else:
-        groups = {doc: _group(found[doc], topics) for doc in scores}
+        groups = {doc: _group(hits.get(doc), extra.get(doc), topics) for doc in scores}
         chosen = _diversify(scores, groups, limit=limit, diversity=settings.diversity)
-    return [_scored(subscriber, pool, doc, found[doc], scores[doc], topics) for doc in chosen]
+    return [_scored(subscriber, pool, doc, hits.get(doc, []), extra.get(doc, []), relevance[doc], scores[doc], topics) for doc in chosen]
 
 
 def _topic_matches(topic: Topic, pool: Pool) -> _TopicMatches:
@@ -116,40 +108,42 @@ def _topic_matches(topic: Topic, pool: Pool) -> _TopicMatches:
     return _TopicMatches(topic.name, tuple(matches))
 
 
-def _score_text(subscriber: Subscriber, topics: list[_TopicMatches]) -> dict[int, _Candidate]:
-    found: dict[int, _Candidate] = {}
+def _topic_hits(subscriber: Subscriber, topics: list[_TopicMatches]) -> dict[int, list[tuple[float, int]]]:
+    """doc -> [(weighted topic score, topic index)] for every paper matching any topic."""
+    hits: dict[int, list[tuple[float, int]]] = {}
     for index, (topic, matches) in enumerate(zip(subscriber.topics, topics)):
         topic_scores: dict[int, float] = {}
         for _, scores in matches.keywords:
             for doc, value in scores.items():
                 topic_scores[doc] = topic_scores.get(doc, 0.0) + value
         for doc, value in topic_scores.items():
-            candidate = found.get(doc)
-            if candidate is None:
-                candidate = found[doc] = _Candidate()
-            candidate.topics.append((topic.weight * value, index))
-    for candidate in found.values():
-        if len(candidate.topics) == 1:
-            candidate.relevance = candidate.topics[0][0]
-        else:  # several of the reader's topics beat one
-            candidate.relevance = sum(hit[0] for hit in candidate.topics) * (1 + MULTI_TOPIC_BONUS * (len(candidate.topics) - 1))
-    return found
+            doc_hits = hits.get(doc)
+            if doc_hits is None:
+                hits[doc] = [(topic.weight * value, index)]
+            else:
+                doc_hits.append((topic.weight * value, index))
+    return hits
 
 
-def _group(candidate: _Candidate, topics: list[_TopicMatches]) -> str:
-    if candidate.topics:
-        return "topic:" + topics[max(candidate.topics)[1]].name
-    return candidate.extra[0].kind if candidate.extra else ""
+def _combined(doc_hits: list[tuple[float, int]]) -> float:
+    if len(doc_hits) == 1:
+        return doc_hits[0][0]
+    return sum(hit[0] for hit in doc_hits) * (1 + MULTI_TOPIC_BONUS * (len(doc_hits) - 1))  # several topics beat one
 
 
-def _add_authors(subscriber: Subscriber, pool: Pool, found: dict[int, _Candidate]) -> None:
+def _group(doc_hits: list[tuple[float, int]] | None, extra: list[Reason] | None, topics: list[_TopicMatches]) -> str:
+    if doc_hits:
+        return "topic:" + topics[max(doc_hits)[1]].name
+    return extra[0].kind if extra else ""
+
+
+def _add_authors(subscriber: Subscriber, pool: Pool, relevance: dict[int, float], extra: dict[int, list[Reason]]) -> None:
     for wanted in subscriber.authors:
         for doc, name in pool.by_author(name_key(wanted)):
-            candidate = found.setdefault(doc, _Candidate())
-            if any(reason.kind == "author" for reason in candidate.extra):
+            if any(reason.kind == "author" for reason in extra.get(doc, ())):
                 continue
-            candidate.relevance += AUTHOR_BOOST
-            candidate.extra.append(Reason("author", name))
+            relevance[doc] = relevance.get(doc, 0.0) + AUTHOR_BOOST
+            extra[doc].append(Reason("author", name))
 
 
 def _excluded(subscriber: Subscriber, pool: Pool) -> set[int]:
@@ -159,27 +153,30 @@ def _excluded(subscriber: Subscriber, pool: Pool) -> set[int]:
     return banned
 
 
-def _score(subscriber: Subscriber, pool: Pool, doc: int, candidate: _Candidate, prior: float) -> float:
+def _score(subscriber: Subscriber, entry: Entry, relevance: float, prior: float) -> float:
     """Relevance plus the small boosts, which only reorder papers that are relevant already."""
-    if candidate.relevance <= 0:
+    if relevance <= 0:
         return 0.0
-    category = CATEGORY_BOOST if subscriber.categories and _category(subscriber, pool.entries[doc]) else 0.0
-    return (candidate.relevance + category) * (1 + prior)
+    category = CATEGORY_BOOST if subscriber.categories and _category(subscriber, entry) else 0.0
+    return (relevance + category) * (1 + prior)
 
 
 def _category(subscriber: Subscriber, entry: Entry) -> str | None:
     return next((c for c in entry.categories if c in subscriber.categories), None)
 
 
-def _scored(subscriber: Subscriber, pool: Pool, doc: int, candidate: _Candidate, score: float, topics: list[_TopicMatches]) -> ScoredEntry:
+def _scored(
+    subscriber: Subscriber, pool: Pool, doc: int, doc_hits: list[tuple[float, int]], extra: list[Reason],
+    relevance: float, score: float, topics: list[_TopicMatches],
+) -> ScoredEntry:
     """The full explanation, built only for what the reader will see: the strongest topic first."""
     entry = pool.entries[doc]
-    hits = [topics[index] for _, index in sorted(candidate.topics, reverse=True)]
-    reasons = [Reason("topic", matches.name, matches.terms(doc)) for matches in hits] + candidate.extra
-    category = _category(subscriber, entry) if candidate.relevance > 0 else None
+    matched = [topics[index] for _, index in sorted(doc_hits, reverse=True)]
+    reasons = [Reason("topic", matches.name, matches.terms(doc)) for matches in matched] + extra
+    category = _category(subscriber, entry) if relevance > 0 else None
     if category:
         reasons.append(Reason("category", category))
-    keywords = [keyword for matches in hits for keyword in matches.terms(doc)]
+    keywords = [keyword for matches in matched for keyword in matches.terms(doc)]
     return ScoredEntry(entry, round(score, 4), tuple(reasons), pool.highlights(doc, keywords))
 
 

@@ -43,3 +43,8 @@ def test_text_part_numbers_papers_in_reading_order() -> None:
     text = Renderer(REPO / "templates").render(digest, branding=Branding(title="Daily Papers", sender="p@example.org")).text
     order = [line.split(".")[0] + ". " + line.split(". ")[1][:7] for line in text.splitlines() if line[:2] in ("1.", "2.", "3.")]
     assert order == ["1. Paper 1", "2. Paper 3", "3. Paper 2"]  # KD group (papers 1, 3) then FL
+
+
+def test_highlight_marks_every_spelling_of_a_term() -> None:
+    marked = str(highlight("Knowledge Distillation. We study knowledge distillation.", ["Knowledge Distillation"]))
+    assert marked.count('<mark class="hit">') == 2
