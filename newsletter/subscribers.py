@@ -18,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from .clock import WEEKDAYS, parse_hhmm, valid_timezone
 from .errors import SubscriberError
+from .ids import canonical_id
 from .models import Subscriber, Topic
 
 MAX_ITEMS_LIMIT = 100
@@ -132,7 +133,7 @@ def parse_subscriber(raw: dict[str, Any], *, subscriber_id: str, path: Path, def
         exclude=_strings(raw, "exclude", fail),
         authors=_strings(raw, "authors", fail),
         categories=_strings(raw, "categories", fail),
-        liked=_strings(raw, "liked", fail),
+        liked=tuple(_liked_id(value, fail) for value in _strings(raw, "liked", fail)),
         path=path,
     )
     if not subscriber.topics and not subscriber.authors:
@@ -162,6 +163,15 @@ def _strings(raw: dict[str, Any], key: str, fail: _Failer) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
         fail(f'{key} must be a list of non-empty strings, e.g. {key} = ["..."]')
     return tuple(item.strip() for item in value)
+
+
+def _liked_id(value: str, fail: _Failer) -> str:
+    """A liked paper as its canonical entry id: "2407.12345v2" and arXiv or daily-papers URLs become "arxiv:2407.12345"."""
+    bare = re.fullmatch(r"(?:arxiv:)?(\d{4}\.\d{4,5})(v\d+)?", value, re.I)
+    found = canonical_id(link=value, guid=None) if bare is None else (f"arxiv:{bare.group(1)}", None)
+    if found is None or not (found[0].startswith(("arxiv:", "doi:", "https://"))):
+        fail(f'liked "{value}" is not a paper id; use "arxiv:2407.12345", "doi:10.1000/x" or the paper\'s URL')
+    return found[0]  # type: ignore[index]  # None already failed
 
 
 def _topics(raw_topics: Any, fail: _Failer) -> tuple[Topic, ...]:

@@ -133,3 +133,11 @@ def test_internationalised_domains_are_sent_in_idna(deployment: Deployment) -> N
     assert [o.status for o in report.digests] == ["sent"], report
     (message,) = [p.read_bytes() for p in (config.maildir / "new").iterdir()]
     assert b"To: Grace <grace@xn--bcher-kva.example>" in message
+
+
+def test_liked_papers_are_canonical_ids(deployment: Deployment) -> None:
+    path = deployment.add_subscriber("ada", SUBSCRIBER_ADA.replace("max_items = 5", 'liked = ["2407.12345v2", "https://arxiv.org/abs/2401.00001v3", "https://huggingface.co/papers/2402.00002", "doi:10.1000/XYZ"]'))
+    assert load_subscriber_file(path).liked == ("arxiv:2407.12345", "arxiv:2401.00001", "arxiv:2402.00002", "doi:10.1000/xyz")
+    bad = deployment.add_subscriber("bob", SUBSCRIBER_ADA.replace("ada@", "bob@").replace("max_items = 5", 'liked = ["that cool paper"]'))
+    with pytest.raises(SubscriberError, match='bob.toml: liked "that cool paper" is not a paper id'):
+        load_subscriber_file(bad)
