@@ -24,7 +24,7 @@ from . import ingest
 from .clock import is_due, period_of, utc_now
 from .config import Config, FeedConfig
 from .deliver import Envelope, MaildirTransport, SmtpSettings, SmtpTransport, Transport, build_message
-from .errors import DeliveryError, FeedError, NewsletterError, RenderError
+from .errors import DeliveryError, FeedError, RenderError
 from .models import CorpusStats, Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
 from .pool import Pool
 from .rank import RankSettings, rank
@@ -351,8 +351,3 @@ def status(config: Config, *, clock: Clock = utc_now) -> dict[str, Any]:
             "subscribers": len(subscribers_of(config).subscribers),
         }
 
-
-__all__ = [
-    "DigestRequest", "NewsletterError", "build_digest", "check", "ingest_feeds", "preview",
-    "rank_for", "run_digests", "status", "subscribers_of",
-]
