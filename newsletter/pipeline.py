@@ -195,7 +195,14 @@ def run_digests(
             if transport is not None:
                 only = [subscriber.id for subscriber in chosen] if request.subscriber_ids else None
                 outcomes += _flush_outbox(store, transport, config, subscribers=only, now=clock())
-            pool = candidate_pool(config, store, chosen, now=clock()) if chosen else None
+            # Built on first need: a cron tick where nobody is due costs no per-entry work.
+            pools: list[Pool] = []
+
+            def pool() -> Pool:
+                if not pools:
+                    pools.append(candidate_pool(config, store, chosen, now=clock()))
+                return pools[0]
+
             for subscriber in chosen:
                 outcome = _digest_for(
                     config, store, subscriber, request=request, renderer=renderer, transport=transport, now=clock(), pool=pool,
@@ -218,7 +225,7 @@ def make_transport(config: Config) -> Transport:
 
 def _digest_for(
     config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Renderer,
-    transport: Transport | None, now: dt.datetime, pool: Pool | None,
+    transport: Transport | None, now: dt.datetime, pool: Callable[[], Pool],
 ) -> DigestOutcome:
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
     earlier = store.digest_status(subscriber.id, period)
@@ -228,7 +235,7 @@ def _digest_for(
     if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
         return DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}")
     try:
-        digest = build_digest(config, store, subscriber, now=now, pool=pool)
+        digest = build_digest(config, store, subscriber, now=now, pool=pool())
         if not digest.items:
             if not request.dry_run:
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)
