@@ -64,11 +64,14 @@ class Config:
     diversity: float
     delivery_method: str
     maildir: Path
+    quiet_days: str  # "skip": send nothing when nothing matched (recorded), "note": send a short note
     smtp: SmtpConfig
     secret_env: str
     fetch_timeout: float
     max_feed_bytes: int
 
+
+QUIET_DAYS = ("skip", "note")
 
 # key -> (type check, default). A default of ... means required.
 _SECTIONS: dict[str, dict[str, Any]] = {
@@ -83,7 +86,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     },
     "schedule": {"ingest_every": "30m", "send_at": "07:00"},
     "ranking": {"max_items": 10, "lookback_days": 7, "min_score": 1.0, "diversity": 0.3},
-    "delivery": {"method": "maildir", "maildir": "outbox"},
+    "delivery": {"method": "maildir", "maildir": "outbox", "quiet_days": "skip"},
     "web": {"secret_env": "NEWSLETTER_SECRET"},
     "smtp": {
         "host": "localhost",
@@ -168,6 +171,7 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
         diversity=float(ranking["diversity"]),
         delivery_method=delivery["method"],
         maildir=base / str(delivery["maildir"]),
+        quiet_days=delivery["quiet_days"],
         smtp=smtp,
         secret_env=str(sections["web"]["secret_env"]),
         fetch_timeout=float(ingest["timeout"]),
@@ -221,6 +225,8 @@ def _check_numbers(sections: dict[str, dict[str, Any]], problems: _Problems) -> 
         problems.add(f"ranking.diversity must be a number from 0 (off) to below 1, not {ranking['diversity']!r}")
     if sections["delivery"]["method"] not in ("maildir", "smtp"):
         problems.add(f'delivery.method "{sections["delivery"]["method"]}" must be "maildir" or "smtp"')
+    if sections["delivery"]["quiet_days"] not in QUIET_DAYS:
+        problems.add(f'delivery.quiet_days "{sections["delivery"]["quiet_days"]}" must be "skip" (send nothing) or "note" (a short note)')
     if not _is_number(ingest["timeout"]) or ingest["timeout"] <= 0:
         problems.add(f"ingest.timeout must be a positive number of seconds, not {ingest['timeout']!r}")
     if not _is_int(ingest["max_bytes"]) or ingest["max_bytes"] < 1024:

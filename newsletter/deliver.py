@@ -40,6 +40,8 @@ class Envelope:
     recipient: str  # "ada@example.org"
     recipient_name: str
     list_id: str  # "Daily Papers <daily-papers.example.org>"
+    unsubscribe_mailto: str  # "mailto:papers@example.org?subject=unsubscribe%20ada"
+    unsubscribe_https: str | None = None  # the RFC 8058 one-click POST target, when the web app runs
 
 
 def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime) -> tuple[str, bytes]:
@@ -55,13 +57,21 @@ def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime)
         message["Message-ID"] = message_id
         message["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
         message["List-Id"] = _one_line(envelope.list_id)
-        message["List-Unsubscribe"] = f"<mailto:{sender_address}?subject=unsubscribe>"
+        _list_unsubscribe(message, envelope)
         message["Auto-Submitted"] = "auto-generated"
         message.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
         message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
         return message_id, message.as_bytes()
     except (ValueError, IndexError, UnicodeError) as exc:
         raise DeliveryError(f"cannot build the digest for {envelope.recipient}: {exc}") from None
+
+
+def _list_unsubscribe(message: EmailMessage, envelope: Envelope) -> None:
+    """RFC 2369 List-Unsubscribe (https first, as mail providers prefer) and RFC 8058 one-click."""
+    targets = [envelope.unsubscribe_https, envelope.unsubscribe_mailto]
+    message["List-Unsubscribe"] = ", ".join(f"<{_one_line(target)}>" for target in targets if target)
+    if envelope.unsubscribe_https:
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
 
 def _one_line(text: str) -> str:

@@ -45,6 +45,7 @@ class Subscriber:
     send_at: dt.time
     frequency: str = "daily"  # "daily" or "weekly:mon" .. "weekly:sun"
     max_items: int = 10
+    quiet_days: str = "skip"  # "skip" or "note": what a day with nothing new sends
     topics: tuple[Topic, ...] = ()
     exclude: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()

@@ -24,7 +24,8 @@ from . import ingest
 from .clock import is_due, period_of, utc_now
 from .config import Config, FeedConfig
 from .deliver import Envelope, MaildirTransport, SmtpSettings, SmtpTransport, Transport, build_message
-from .errors import DeliveryError, FeedError, RenderError
+from .errors import ConfigError, DeliveryError, FeedError, RenderError
+from .links import DigestLinks, LinkSigner, digest_links, signer_from_env
 from .models import CorpusStats, Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
 from .pool import Pool
 from .rank import RankSettings, rank
@@ -111,7 +112,7 @@ def _ingest_one(feed: FeedConfig, *, store: Store, client: httpx.Client, config:
 
 
 def _defaults(config: Config) -> Defaults:
-    return Defaults(timezone=config.timezone, send_at=config.send_at, max_items=config.max_items)
+    return Defaults(timezone=config.timezone, send_at=config.send_at, max_items=config.max_items, quiet_days=config.quiet_days)
 
 
 def subscribers_of(config: Config) -> LoadedSubscribers:
@@ -158,7 +159,8 @@ def preview(config: Config, subscriber_id: str, *, clock: Clock = utc_now) -> Re
     subscriber = find_subscriber(config.subscribers, subscriber_id, defaults=_defaults(config))
     with open_store(config, clock=clock, create=False) as store:
         digest = build_digest(config, store, subscriber, now=clock())
-    return Renderer(config.templates).render(digest, branding=_branding(config))
+    links = links_for(config, subscriber, signer=link_signer(config))
+    return Renderer(config.templates).render(digest, branding=_branding(config), links=links)
 
 
 # --- digests ------------------------------------------------------------------------------
@@ -187,6 +189,7 @@ def run_digests(
             if sid not in by_id and not already_reported:
                 problems.append(f'no subscriber "{sid}": {config.subscribers / (sid + ".toml")} does not exist')
     renderer = Renderer(config.templates)
+    signer = link_signer(config)  # before anything is queued: a missing secret stops the run with one line
     outcomes: list[DigestOutcome] = []
     own_transport = transport is None and not request.dry_run
     with open_store(config, clock=clock) as store:
@@ -206,6 +209,7 @@ def run_digests(
             for subscriber in chosen:
                 outcome = _digest_for(
                     config, store, subscriber, request=request, renderer=renderer, transport=transport, now=clock(), pool=pool,
+                    signer=signer,
                 )
                 outcomes.append(outcome)
                 if on_digest:
@@ -225,7 +229,7 @@ def make_transport(config: Config) -> Transport:
 
 def _digest_for(
     config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Renderer,
-    transport: Transport | None, now: dt.datetime, pool: Callable[[], Pool],
+    transport: Transport | None, now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None,
 ) -> DigestOutcome:
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
     earlier = store.digest_status(subscriber.id, period)
@@ -236,12 +240,13 @@ def _digest_for(
         return DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}")
     try:
         digest = build_digest(config, store, subscriber, now=now, pool=pool())
-        if not digest.items:
+        if not digest.items and subscriber.quiet_days == "skip":
             if not request.dry_run:
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)
             return DigestOutcome(subscriber.id, "empty", period, considered=digest.considered, detail="nothing new passed the threshold")
-        email = renderer.render(digest, branding=_branding(config))
-        message_id, message = build_message(email, envelope=_envelope(config, subscriber), now=now)
+        links = links_for(config, subscriber, signer=signer)
+        email = renderer.render(digest, branding=_branding(config), links=links)
+        message_id, message = build_message(email, envelope=_envelope(config, subscriber, links), now=now)
     except (RenderError, DeliveryError) as exc:
         return DigestOutcome(subscriber.id, "failed", period, detail=str(exc))
     counts = {"items": len(digest.items), "considered": digest.considered}
@@ -316,10 +321,25 @@ def _branding(config: Config) -> Branding:
     return Branding(title=config.title, sender=config.sender)
 
 
-def _envelope(config: Config, subscriber: Subscriber) -> Envelope:
+def link_signer(config: Config) -> LinkSigner | None:
+    """Signs the https links when base_url is set; raises ConfigError naming the variable if its secret is missing."""
+    if config.base_url is None:
+        return None
+    return signer_from_env(secret_env=config.secret_env, config_path=config.path)
+
+
+def links_for(config: Config, subscriber: Subscriber, *, signer: LinkSigner | None) -> DigestLinks:
+    return digest_links(subscriber_id=subscriber.id, sender=config.sender, base_url=config.base_url, signer=signer)
+
+
+def _envelope(config: Config, subscriber: Subscriber, links: DigestLinks) -> Envelope:
     domain = config.sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
     slug = "-".join(config.title.lower().split())
-    return Envelope(sender=config.sender, recipient=subscriber.email, recipient_name=subscriber.name, list_id=f"{config.title} <{slug}.{domain}>")
+    return Envelope(
+        sender=config.sender, recipient=subscriber.email, recipient_name=subscriber.name,
+        list_id=f"{config.title} <{slug}.{domain}>",
+        unsubscribe_mailto=links.unsubscribe_mailto, unsubscribe_https=links.unsubscribe_https,
+    )
 
 
 def _local(now: dt.datetime, subscriber: Subscriber) -> dt.datetime:
@@ -335,11 +355,14 @@ def check(config: Config) -> list[str]:
     for feed in config.feeds:
         if not feed.is_remote and not _is_file(feed.url):
             problems.append(f'{config.path}: feed "{feed.name}": file {feed.url} not found')
-    for name in ("digest.html.j2", "digest.txt.j2"):
-        try:
-            Renderer(config.templates).env.get_template(name)
-        except Exception as exc:  # noqa: BLE001 - any template problem is reported, not raised
-            problems.append(f"{config.templates}: template {name}: {exc}")
+    try:
+        Renderer(config.templates)  # compiles both templates and inlines the HTML one's CSS
+    except RenderError as exc:
+        problems.append(str(exc))
+    try:
+        link_signer(config)
+    except ConfigError as exc:
+        problems.append(str(exc))
     return problems
 
 

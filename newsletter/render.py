@@ -1,8 +1,13 @@
-"""Render a Digest into a subject, an HTML part (CSS inlined by premailer) and a text part.
+"""Render a Digest into a subject, an HTML part (CSS inlined) and a plain-text part.
 
 Everything from feeds is plain text by the time it gets here (ingest strips
-tags with nh3) and Jinja autoescapes the HTML template, so nothing a feed
-says can become markup. Links are only ever http(s).
+tags with nh3 and turns LaTeX into Unicode) and Jinja autoescapes the HTML
+template, so nothing a feed says can become markup. Links are only ever
+http(s) or mailto.
+
+premailer is slow (it parses the CSS and matches every selector against the
+document), so it runs once per HTML template, on the template's source, not
+once per email: see ``inline_template``.
 """
 
 from __future__ import annotations
@@ -13,18 +18,21 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import jinja2
 import premailer
-from markupsafe import Markup, escape
 
 from .errors import RenderError
+from .links import DigestLinks
 from .models import Digest, RenderedEmail, ScoredEntry
 
 ABSTRACT_CHARS = 480
 MAX_AUTHORS = 6
 TEXT_WIDTH = 76
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
 _BUNDLED_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -37,66 +45,140 @@ class Branding:
 
 
 class Renderer:
-    def __init__(self, templates: Path) -> None:
+    """Loads the templates once (HTML pre-inlined); renders any number of digests."""
+
+    def __init__(self, templates: Path, *, inline: bool = True) -> None:
         loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(templates))]
         if _BUNDLED_TEMPLATES.is_dir():  # an installed package carries the default templates
             loaders.append(jinja2.FileSystemLoader(str(_BUNDLED_TEMPLATES)))
         self.env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(loaders),
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default_for_string=False),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"), default_for_string=True),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters["wrap"] = _wrap
-        self.env.filters["highlight"] = highlight
+        self.env.filters["wrap"] = wrap
         self.templates = templates
+        self.inline = inline
+        self._html = self._load(HTML_TEMPLATE)
+        self._text = self._load(TEXT_TEMPLATE)
+        if inline:
+            self._html = self._guard(lambda: self.env.from_string(inline_template(self._source(HTML_TEMPLATE))), HTML_TEMPLATE)
 
-    def render(self, digest: Digest, *, branding: Branding) -> RenderedEmail:
-        context = digest_context(digest, branding=branding)
+    def render(self, digest: Digest, *, branding: Branding, links: DigestLinks) -> RenderedEmail:
+        context = digest_context(digest, branding=branding, links=links)
+        html = self._guard(lambda: self._html.render(context), HTML_TEMPLATE, context)
+        text = self._guard(lambda: self._text.render(context), TEXT_TEMPLATE)
+        html = html if self.inline else inline_css(html)
+        return RenderedEmail(subject=context["subject"], html=html, text=tidy_text(text))
+
+    def _load(self, name: str) -> jinja2.Template:
+        return self._guard(lambda: self.env.get_template(name), name)
+
+    def _source(self, name: str) -> str:
+        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        return source
+
+    def _guard(self, work: Any, name: str, context: dict[str, Any] | None = None) -> Any:
+        """Run ``work``; a template problem becomes a RenderError naming the file and line."""
         try:
-            html = self.env.get_template("digest.html.j2").render(context)
-            text = self.env.get_template("digest.txt.j2").render(context)
+            return work()
         except jinja2.TemplateNotFound as exc:
             raise RenderError(f"{self.templates}: template {exc.name} not found (newsletter.templates in config.toml)") from None
-        except jinja2.TemplateError as exc:
-            raise RenderError(f"{self.templates}: template error: {exc}") from None
-        return RenderedEmail(subject=context["subject"], html=inline_css(html), text=_tidy_text(text))
+        except jinja2.TemplateSyntaxError as exc:
+            where = exc.filename or str(self.templates / name)
+            raise RenderError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
+        except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            if context is not None and self.inline:
+                # The pre-inlined copy has other line numbers: find the line in the template file itself.
+                self.env.get_template(name).render(context)
+            raise RenderError(f"{_location(exc.__traceback__, name, self.templates)}: template error: {exc}") from None
+
+
+def _location(trace: TracebackType | None, name: str, templates: Path) -> str:
+    """file:line of the innermost template frame (Jinja maps template code back to template lines)."""
+    where = str(templates / name)
+    while trace is not None:
+        filename = trace.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            where = f"{filename}:{trace.tb_lineno}"
+        trace = trace.tb_next
+    return where
+
+
+# --- CSS inlining -------------------------------------------------------------------------------
+
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+_JINJA_COMMENT = re.compile(r"\{#.*?#\}", re.S)
+
+
+def inline_template(source: str) -> str:
+    """premailer applied to a template's source, with every Jinja tag kept intact.
+
+    Styles depend only on the elements and classes the template writes (class
+    attributes are static), so inlining the source once gives what inlining
+    every rendered email would. Jinja tags are swapped for inert placeholders
+    while premailer parses and re-serialises the HTML, then swapped back.
+    """
+    tags: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        tags.append(match.group())
+        return f"jinjaplaceholder{len(tags) - 1}x"
+
+    hidden = _JINJA_TAG.sub(hide, _JINJA_COMMENT.sub("", source))
+    inlined = inline_css(hidden)
+    restored = re.sub(r"jinjaplaceholder(\d+)x", lambda m: tags[int(m.group(1))], inlined)
+    if restored.count("{{") + restored.count("{%") != len(tags):
+        raise RenderError("the HTML template puts a Jinja tag where HTML cannot hold it (inside a tag, outside an attribute value)")
+    return restored
 
 
 def inline_css(html: str) -> str:
     """premailer inlines the <style> rules; media queries stay in a <style> block for clients that honour them."""
     return premailer.Premailer(
         html,
-        keep_style_tags=True,
+        keep_style_tags=False,
         strip_important=False,
         allow_network=False,
         disable_validation=True,
+        disable_basic_attributes=["width", "height"],  # keep width="600" for clients that ignore CSS
         cssutils_logging_level=logging.CRITICAL,
     ).transform()
 
 
-def digest_context(digest: Digest, *, branding: Branding) -> dict[str, Any]:
+# --- the context the templates see ------------------------------------------------------------------
+
+
+def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) -> dict[str, Any]:
     items = [_item_context(item) for item in digest.items]
     groups = _group_by_topic(items)
     subscriber = digest.subscriber
+    period_word = "this week" if subscriber.frequency.startswith("weekly") else "today"
+    picked = f"{len(items)} of {digest.considered} new papers matched your topics"
     return {
         "title": branding.title,
-        "subject": subject_line(branding.title, digest.items),
-        "preheader": _preheader(digest.items),
+        "subject": subject_line(branding.title, digest.items, period_word=period_word),
+        "preheader": _preheader(digest.items, picked=picked, period_word=period_word),
         "date": digest.created_at.strftime("%A %-d %B %Y"),
+        "summary_line": f"Hello {subscriber.name}: {picked}." if items else f"Hello {subscriber.name}.",
+        "period_word": period_word,
         "subscriber": {"id": subscriber.id, "name": subscriber.name, "email": subscriber.email},
+        "topics": ", ".join(topic.name for topic in subscriber.topics),
         "preferences_file": f"subscribers/{subscriber.id}.toml",
         "considered": digest.considered,
         "picked": len(items),
         "groups": groups,
         "items": items,
-        "unsubscribe_url": f"mailto:{_address(branding.sender)}?subject=unsubscribe%20{subscriber.id}",
+        "unsubscribe_url": links.unsubscribe,
     }
 
 
-def subject_line(title: str, items: Sequence[ScoredEntry]) -> str:
+def subject_line(title: str, items: Sequence[ScoredEntry], *, period_word: str = "today") -> str:
     """"Daily Papers — 8 picks: knowledge distillation, federated learning"."""
+    if not items:
+        return f"{title} — nothing new matched {period_word}"
     topics = list(dict.fromkeys(topic for item in items for topic in item.topics[:1]))
     count = f"{len(items)} pick" + ("" if len(items) == 1 else "s")
     about = ", ".join(topics[:3]) + (" …" if len(topics) > 3 else "")
@@ -106,21 +188,45 @@ def subject_line(title: str, items: Sequence[ScoredEntry]) -> str:
 def _item_context(item: ScoredEntry) -> dict[str, Any]:
     entry = item.entry
     arxiv = entry.id[6:] if entry.id.startswith("arxiv:") else None
+    link = safe_url(entry.link) or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None)
+    abstract = trim_text(entry.summary, ABSTRACT_CHARS)
     return {
         "id": entry.id,
         "title": entry.title,
-        "link": _safe_url(entry.link) or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None),
+        "link": link,
         "authors": shorten_authors(entry.authors),
-        "abstract": trim_text(entry.summary, ABSTRACT_CHARS),
-        "pdf_url": _safe_url(entry.pdf_url),
-        "abs_url": f"https://arxiv.org/abs/{arxiv}" if arxiv else None,
-        "hf_url": f"https://huggingface.co/papers/{arxiv}" if arxiv else None,
+        "abstract": abstract,
+        "abstract_parts": highlight_parts(abstract, item.highlights),
+        "links": _paper_links(entry.id, link=link, pdf=safe_url(entry.pdf_url), on_daily_papers=entry.upvotes is not None),
         "upvotes": entry.upvotes,
         "topic": item.topics[0] if item.topics else _non_topic_group(item),
-        "reasons": [reason.describe() for reason in item.reasons],
-        "highlights": list(item.highlights),
+        "reasons": [_reason_context(reason) for reason in item.reasons],
         "score": item.score,
     }
+
+
+def _paper_links(entry_id: str, *, link: str | None, pdf: str | None, on_daily_papers: bool) -> list[tuple[str, str]]:
+    """(label, url) in reading order: abstract page, PDF, the daily-papers page when the paper was there."""
+    arxiv = entry_id[6:] if entry_id.startswith("arxiv:") else None
+    found: list[tuple[str, str]] = []
+    if arxiv:
+        found.append(("Abstract", f"https://arxiv.org/abs/{arxiv}"))
+        found.append(("PDF", pdf or f"https://arxiv.org/pdf/{arxiv}"))
+        if on_daily_papers or (link or "").startswith("https://huggingface.co/papers/"):
+            found.append(("Daily Papers", f"https://huggingface.co/papers/{arxiv}"))
+    else:
+        if link:
+            found.append(("Read", link))
+        if pdf:
+            found.append(("PDF", pdf))
+    return found
+
+
+def _reason_context(reason: Any) -> dict[str, Any]:
+    """A reason as a lead-in and the terms to mark: "Knowledge distillation: " + [distillation, teacher]."""
+    if reason.kind == "topic":
+        return {"lead": f"{reason.label}: ", "terms": list(reason.terms), "text": reason.describe()}
+    return {"lead": reason.describe(), "terms": [], "text": reason.describe()}
 
 
 def _non_topic_group(item: ScoredEntry) -> str:
@@ -139,8 +245,14 @@ def _group_by_topic(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"topic": topic, "items": members} for topic, members in groups.items()]
 
 
-def _preheader(items: Sequence[ScoredEntry]) -> str:
-    return trim_text(" · ".join(item.entry.title for item in items[:3]), 140)
+def _preheader(items: Sequence[ScoredEntry], *, picked: str, period_word: str) -> str:
+    """The line an inbox list shows after the subject."""
+    if not items:
+        return f"Nothing new matched your topics {period_word}."
+    return trim_text(f"{picked}: " + " · ".join(item.entry.title for item in items[:3]), 140)
+
+
+# --- text helpers ----------------------------------------------------------------------------------
 
 
 def shorten_authors(authors: Sequence[str], limit: int = MAX_AUTHORS) -> str:
@@ -152,7 +264,10 @@ def shorten_authors(authors: Sequence[str], limit: int = MAX_AUTHORS) -> str:
 
 
 def trim_text(text: str, limit: int) -> str:
-    """Cut at a sentence end when one is near the limit, else at a word boundary; never mid-word."""
+    """Cut at a sentence end when one is near the limit, else at a word boundary; never mid-word.
+
+    Trimming happens on plain text, before escaping, so it can never split an HTML entity.
+    """
     if len(text) <= limit:
         return text
     window = text[: limit + 1]
@@ -163,31 +278,29 @@ def trim_text(text: str, limit: int) -> str:
     return (window[:cut] if cut > 0 else text[:limit]).rstrip(" ,;:-") + " …"
 
 
-def highlight(text: str, terms: Sequence[str]) -> Markup:
-    """Escape ``text`` and wrap each whole-word occurrence of a matched term in <mark>."""
-    if not terms:
-        return escape(text)
+def highlight_parts(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, is_match) so the template can <mark> every whole-word match of a term."""
+    if not terms or not text:
+        return [(text, False)] if text else []
     alternatives = "|".join(re.escape(term) for term in sorted(set(terms), key=len, reverse=True))
     pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
-    parts: list[Markup] = []
+    parts: list[tuple[str, bool]] = []
     last = 0
     for match in pattern.finditer(text):
-        parts += [escape(text[last : match.start()]), Markup('<mark class="hit">') + escape(match.group()) + Markup("</mark>")]
+        if match.start() > last:
+            parts.append((text[last : match.start()], False))
+        parts.append((match.group(), True))
         last = match.end()
-    parts.append(escape(text[last:]))
-    return Markup("").join(parts)
+    if last < len(text):
+        parts.append((text[last:], False))
+    return parts
 
 
-def _safe_url(url: str | None) -> str | None:
+def safe_url(url: str | None) -> str | None:
     return url if url and re.match(r"https?://", url, re.I) else None
 
 
-def _address(sender: str) -> str:
-    match = re.search(r"<([^>]+)>", sender)
-    return match.group(1) if match else sender.strip()
-
-
-def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str | None = None) -> str:
+def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str | None = None) -> str:
     """textwrap.fill for the text part; ``hanging`` indents continuation lines (numbered titles)."""
     return textwrap.fill(
         text, width=width, initial_indent=indent, subsequent_indent=indent if hanging is None else hanging,
@@ -195,6 +308,6 @@ def _wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str | N
     )
 
 
-def _tidy_text(text: str) -> str:
+def tidy_text(text: str) -> str:
     """At most one blank line in a row, and a final newline."""
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

@@ -24,7 +24,7 @@ from .models import Subscriber, Topic
 MAX_ITEMS_LIMIT = 100
 _KEYS = {
     "email", "name", "timezone", "send_at", "frequency", "max_items",
-    "exclude", "authors", "categories", "liked", "topics",
+    "exclude", "authors", "categories", "liked", "topics", "quiet_days",
 }
 _TOPIC_KEYS = {"name", "keywords", "weight"}
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -37,6 +37,7 @@ class Defaults:
     timezone: str = "UTC"
     send_at: dt.time = dt.time(7, 0)
     max_items: int = 10
+    quiet_days: str = "skip"
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,9 @@ def parse_subscriber(raw: dict[str, Any], *, subscriber_id: str, path: Path, def
     max_items = raw.get("max_items", defaults.max_items)
     if not isinstance(max_items, int) or isinstance(max_items, bool) or not 1 <= max_items <= MAX_ITEMS_LIMIT:
         fail(f"max_items {max_items!r} must be an integer from 1 to {MAX_ITEMS_LIMIT}")
+    quiet_days = _string(raw, "quiet_days", fail, default=defaults.quiet_days)
+    if quiet_days not in ("skip", "note"):
+        fail(f'quiet_days "{quiet_days}" must be "skip" (send nothing when nothing matched) or "note" (a short note)')
     subscriber = Subscriber(
         id=subscriber_id,
         email=email,
@@ -129,6 +133,7 @@ def parse_subscriber(raw: dict[str, Any], *, subscriber_id: str, path: Path, def
         send_at=send_at,  # type: ignore[arg-type]  # None already failed
         frequency=frequency,
         max_items=max_items,
+        quiet_days=quiet_days,
         topics=_topics(raw.get("topics", []), fail),
         exclude=_strings(raw, "exclude", fail),
         authors=_strings(raw, "authors", fail),

@@ -90,7 +90,7 @@ def _setup(deployment: Deployment) -> None:
 
 def _paper_links(message: EmailMessage) -> set[str]:
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    return set(re.findall(r'<h3[^>]*>\s*<a href="([^"]+)"', html))
+    return set(re.findall(r'<h3[^>]*>(?:(?!</h3>).)*?<a href="([^"]+)"', html, re.S))
 
 
 def test_never_the_same_paper_twice_across_days(deployment: Deployment) -> None:
