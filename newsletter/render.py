@@ -90,10 +90,18 @@ class Renderer:
             where = exc.filename or str(self.templates / name)
             raise RenderError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
         except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            where = _location(exc.__traceback__, name, self.templates)
             if context is not None and self.inline:
-                # The pre-inlined copy has other line numbers: find the line in the template file itself.
-                self.env.get_template(name).render(context)
-            raise RenderError(f"{_location(exc.__traceback__, name, self.templates)}: template error: {exc}") from None
+                where = self._location_in_file(name, context) or where
+            raise RenderError(f"{where}: template error: {exc}") from None
+
+    def _location_in_file(self, name: str, context: dict[str, Any]) -> str | None:
+        """The pre-inlined copy has other line numbers: render the file itself to find the failing line."""
+        try:
+            self.env.get_template(name).render(context)
+        except Exception as exc:  # noqa: BLE001 - only its traceback is wanted
+            return _location(exc.__traceback__, name, self.templates)
+        return None
 
 
 def _location(trace: TracebackType | None, name: str, templates: Path) -> str:
