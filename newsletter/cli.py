@@ -137,19 +137,33 @@ def rank(ctx: click.Context, subscriber: str, limit: int | None, as_json: bool, 
 
 
 @main.command()
-@click.argument("subscriber")
+@click.argument("subscriber", required=False)
 @click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path), help="Write the HTML here (default: a temp file).")
 @click.option("--text", "show_text", is_flag=True, help="Print the plain-text part instead of writing HTML.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a web browser.")
+@click.option("--serve", "serve_page", is_flag=True, help="Serve a live preview page of every subscriber on 127.0.0.1.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8025, show_default=True, help="Port for --serve.")
 @click.pass_context
-def preview(ctx: click.Context, subscriber: str, out: Path | None, show_text: bool, open_browser: bool) -> None:
+def preview(
+    ctx: click.Context, subscriber: str | None, out: Path | None, show_text: bool, open_browser: bool, serve_page: bool, port: int,
+) -> None:
     """Render SUBSCRIBER's next digest without sending or recording anything.
+
+    With --serve, a local web page lists every subscriber's next digest, shows
+    each in desktop (600px), mobile (375px) and dark views, and reloads when a
+    template, subscriber file or config.toml changes.
 
     \b
     Example:
       newsletter preview ada --out /tmp/ada.html --open
       newsletter preview ada --text
+      newsletter preview --serve --port 8025
     """
+    if serve_page:
+        _serve_preview(ctx, port=port, open_browser=open_browser)
+        return
+    if subscriber is None:
+        raise click.UsageError("give a SUBSCRIBER to preview, or --serve for the page of every subscriber")
     email = pipeline.preview(_config(ctx), subscriber)
     if show_text:
         click.echo(f"Subject: {email.subject}\n")
@@ -167,6 +181,17 @@ def preview(ctx: click.Context, subscriber: str, out: Path | None, show_text: bo
     click.echo(f"{email.subject}\nHTML preview written to {out}")
     if open_browser:
         webbrowser.open(out.resolve().as_uri())
+
+
+def _serve_preview(ctx: click.Context, *, port: int, open_browser: bool) -> None:
+    from . import preview_app  # Flask loads only for --serve
+
+    _config(ctx)  # a broken config.toml is reported before the server starts
+    url = f"http://127.0.0.1:{port}/"
+    click.echo(f"Previewing every subscriber at {url} (Ctrl-C stops)")
+    if open_browser:
+        webbrowser.open(url)
+    preview_app.serve(preview_app.create_app(ctx.obj), host="127.0.0.1", port=port)
 
 
 @main.command()

@@ -61,3 +61,16 @@ def slot_of(*, now: dt.datetime, timezone: str, frequency: str, send_at: dt.time
 
 def is_due(*, now: dt.datetime, timezone: str, frequency: str, send_at: dt.time) -> bool:
     return now >= slot_of(now=now, timezone=timezone, frequency=frequency, send_at=send_at)
+
+
+def next_slot(*, now: dt.datetime, timezone: str, frequency: str, send_at: dt.time, sent_this_period: bool) -> dt.datetime:
+    """When the reader's next digest goes out: this period's slot unless it was sent, else the next period's.
+
+    A slot already past but not sent means "due now" (the scheduler sends it at once): ``now`` is returned.
+    """
+    slot = slot_of(now=now, timezone=timezone, frequency=frequency, send_at=send_at)
+    if not sent_this_period:
+        return max(slot, now)
+    step = dt.timedelta(days=1 if frequency == "daily" else 7)
+    later = (slot.replace(tzinfo=None) + step).replace(tzinfo=slot.tzinfo)  # wall-clock step: DST keeps 07:30 at 07:30
+    return slot_of(now=later, timezone=timezone, frequency=frequency, send_at=send_at)

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from . import ingest
-from .clock import is_due, period_of, utc_now
+from .clock import is_due, next_slot, period_of, utc_now
 from .config import Config, FeedConfig
 from .deliver import Envelope, MaildirTransport, SmtpSettings, SmtpTransport, Transport, build_message
 from .errors import ConfigError, DeliveryError, FeedError, RenderError
@@ -29,7 +29,7 @@ from .links import DigestLinks, LinkSigner, digest_links, signer_from_env
 from .models import CorpusStats, Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
 from .pool import Pool
 from .rank import RankSettings, rank
-from .render import Branding, Renderer
+from .render import Branding, Renderer, subject_line
 from .store import QueuedDigest, Store
 from .subscribers import Defaults, LoadedSubscribers, find_subscriber, load_subscribers
 
@@ -161,6 +161,38 @@ def preview(config: Config, subscriber_id: str, *, clock: Clock = utc_now) -> Re
         digest = build_digest(config, store, subscriber, now=clock())
     links = links_for(config, subscriber, signer=link_signer(config))
     return Renderer(config.templates).render(digest, branding=_branding(config), links=links)
+
+
+@dataclass(frozen=True)
+class NextDigest:
+    """One line of the preview page: who gets what next, and when."""
+
+    subscriber: Subscriber
+    send_at: dt.datetime  # aware, in the reader's zone; "now" when due and not yet sent
+    period_status: str | None  # this period's outbox status ("sent", "empty", ...) or None
+    subject: str
+    picks: int
+    considered: int
+
+
+def next_digests(config: Config, *, clock: Clock = utc_now) -> tuple[list[NextDigest], list[str]]:
+    """Every subscriber's next digest (ranked, not rendered) with its send time; plus file problems."""
+    loaded = subscribers_of(config)
+    now = clock()
+    found = []
+    with open_store(config, clock=clock, create=False) as store:
+        pool = candidate_pool(config, store, loaded.subscribers, now=now) if loaded.subscribers else None
+        for subscriber in loaded.subscribers:
+            digest = build_digest(config, store, subscriber, now=now, pool=pool)
+            status = store.digest_status(subscriber.id, digest.period)
+            send_at = next_slot(
+                now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at,
+                sent_this_period=status not in (None, "empty"),
+            )
+            period_word = "this week" if subscriber.frequency.startswith("weekly") else "today"
+            subject = subject_line(config.title, digest.items, period_word=period_word)
+            found.append(NextDigest(subscriber, send_at, status, subject, len(digest.items), digest.considered))
+    return found, list(loaded.problems)
 
 
 # --- digests ------------------------------------------------------------------------------
