@@ -12,6 +12,7 @@ once per email: see ``inline_template``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import textwrap
@@ -26,7 +27,7 @@ import premailer
 
 from .errors import RenderError
 from .links import DigestLinks
-from .models import Digest, RenderedEmail, ScoredEntry
+from .models import Digest, Entry, RenderedEmail, ScoredEntry
 
 ABSTRACT_CHARS = 480
 MAX_AUTHORS = 6
@@ -194,22 +195,30 @@ def subject_line(title: str, items: Sequence[ScoredEntry], *, period_word: str =
 
 
 def _item_context(item: ScoredEntry) -> dict[str, Any]:
-    entry = item.entry
+    """What the templates show of one picked paper: the entry's own part (cached) plus this reader's part."""
+    shown = _entry_context(item.entry)
+    return {
+        **shown,
+        "abstract_parts": highlight_parts(shown["abstract"], item.highlights),
+        "topic": item.topics[0] if item.topics else _non_topic_group(item),
+        "reasons": [_reason_context(reason) for reason in item.reasons],
+        "score": item.score,
+    }
+
+
+@functools.lru_cache(maxsize=8192)
+def _entry_context(entry: Entry) -> dict[str, Any]:
+    """The same for every reader of a paper: computed once per entry, not once per email."""
     arxiv = entry.id[6:] if entry.id.startswith("arxiv:") else None
     link = safe_url(entry.link) or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None)
-    abstract = trim_text(entry.summary, ABSTRACT_CHARS)
     return {
         "id": entry.id,
         "title": entry.title,
         "link": link,
         "authors": shorten_authors(entry.authors),
-        "abstract": abstract,
-        "abstract_parts": highlight_parts(abstract, item.highlights),
+        "abstract": trim_text(entry.summary, ABSTRACT_CHARS),
         "links": _paper_links(entry.id, link=link, pdf=safe_url(entry.pdf_url), on_daily_papers=entry.upvotes is not None),
         "upvotes": entry.upvotes,
-        "topic": item.topics[0] if item.topics else _non_topic_group(item),
-        "reasons": [_reason_context(reason) for reason in item.reasons],
-        "score": item.score,
     }
 
 
@@ -287,27 +296,50 @@ def trim_text(text: str, limit: int) -> str:
 
 
 def highlight_parts(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:
-    """``text`` cut into (piece, is_match) so the template can <mark> every whole-word match of a term."""
-    if not terms or not text:
-        return [(text, False)] if text else []
-    alternatives = "|".join(re.escape(term) for term in sorted(set(terms), key=len, reverse=True))
-    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
+    """``text`` cut into (piece, is_match) so the template can <mark> every whole-word match of a term.
+
+    Case-insensitive; longer terms win where matches overlap. Plain string search rather than
+    one regex per email: the terms differ for every reader, so compiled patterns never repeat.
+    """
+    if not text:
+        return []
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a few characters change length when lowered ("İ"): keep offsets exact
+        lowered = "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in text)
+    taken = [False] * len(text)
+    spans = []
+    for term in sorted({t.lower() for t in terms if t}, key=len, reverse=True):
+        start = lowered.find(term)
+        while start >= 0:
+            end = start + len(term)
+            if _is_boundary(text, start, end) and not any(taken[start:end]):
+                spans.append((start, end))
+                taken[start:end] = [True] * len(term)
+            start = lowered.find(term, start + 1)
     parts: list[tuple[str, bool]] = []
     last = 0
-    for match in pattern.finditer(text):
-        if match.start() > last:
-            parts.append((text[last : match.start()], False))
-        parts.append((match.group(), True))
-        last = match.end()
+    for start, end in sorted(spans):
+        if start > last:
+            parts.append((text[last:start], False))
+        parts.append((text[start:end], True))
+        last = end
     if last < len(text):
         parts.append((text[last:], False))
     return parts
+
+
+def _is_boundary(text: str, start: int, end: int) -> bool:
+    """No letter, digit or underscore right before or after: a whole-word match."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_")
 
 
 def safe_url(url: str | None) -> str | None:
     return url if url and re.match(r"https?://", url, re.I) else None
 
 
+@functools.lru_cache(maxsize=16384)  # abstracts and author lines are the same in every email that shows them
 def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str | None = None) -> str:
     """textwrap.fill for the text part; ``hanging`` indents continuation lines (numbered titles)."""
     return textwrap.fill(
