@@ -21,11 +21,11 @@ from typing import Any
 import feedparser
 import httpx
 import nh3
-from pylatexenc.latex2text import LatexNodes2Text
 
 from . import __version__
 from .errors import FeedError
 from .ids import arxiv_id, canonical_id
+from .latex import latex_to_unicode
 from .models import Entry
 
 USER_AGENT = f"newsletter/{__version__} (daily paper digest; +https://github.com/)"
@@ -176,7 +176,7 @@ def _entry_from_feedparser(raw: Any, *, feed_name: str) -> Entry | None:
     link = _first_http_link(raw)
     guid = (raw.get("id") or "").strip() or None
     identity = canonical_id(link=link, guid=guid, doi_text=raw.get("prism_doi") or raw.get("dc_identifier"))
-    title = clean_text(raw.get("title", ""), is_html=_is_html(raw, "title"))
+    title = readable_text(raw.get("title", ""), is_html=_is_html(raw, "title"))
     if identity is None or not (title or link):
         return None
     summary_html = raw.get("summary", "") or _content_value(raw)
@@ -192,7 +192,7 @@ def _entry_from_feedparser(raw: Any, *, feed_name: str) -> Entry | None:
         id=entry_id,
         title=title or (link or entry_id),
         link=link or _default_link(entry_id),
-        summary=summary,
+        summary=_unlatex(summary),
         authors=authors,
         categories=tuple(dict.fromkeys(tag.get("term", "").strip() for tag in raw.get("tags", []) if tag.get("term"))),
         published=_struct_time_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed")),
@@ -253,7 +253,7 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
     if not found:
         raise ValueError(f"paper.id {paper['id']!r} is not an arXiv id")
     entry_id = f"arxiv:{found[0]}"
-    title = clean_text(item.get("title") or paper.get("title") or "", is_html=False)
+    title = readable_text(item.get("title") or paper.get("title") or "", is_html=False)
     if not title:
         raise ValueError(f"{entry_id} has no title")
     upvotes = paper.get("upvotes")
@@ -261,9 +261,9 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
         id=entry_id,
         title=title,
         link=f"https://huggingface.co/papers/{found[0]}",
-        summary=clean_text(paper.get("summary") or item.get("summary") or "", is_html=False),
+        summary=readable_text(paper.get("summary") or item.get("summary") or "", is_html=False),
         authors=tuple(
-            clean_text(author.get("name", ""), is_html=False) for author in paper.get("authors", []) if isinstance(author, dict) and author.get("name")
+            readable_text(author.get("name", ""), is_html=False) for author in paper.get("authors", []) if isinstance(author, dict) and author.get("name")
         ),
         published=_iso_datetime(paper.get("publishedAt") or item.get("publishedAt")),
         version=found[1],
@@ -294,6 +294,17 @@ def clean_text(value: str, *, is_html: bool = True) -> str:
     return _WHITESPACE.sub(" ", value).strip()
 
 
+def readable_text(value: str, *, is_html: bool = True) -> str:
+    """clean_text, then the LaTeX authors write in titles, abstracts and names as Unicode ("$\\epsilon$" -> "ε")."""
+    return _unlatex(clean_text(value, is_html=is_html))
+
+
+def _unlatex(text: str) -> str:
+    converted = latex_to_unicode(text)
+    # Dropped commands ("\\noindent ", "\\begin{itemize}") can leave doubled or edge spaces.
+    return text if converted == text else _WHITESPACE.sub(" ", converted).strip()
+
+
 def _bare_entity(match: re.Match[str]) -> str:
     return html.entities.html5.get(match.group(1) + ";", match.group(0))
 
@@ -309,7 +320,7 @@ def _split_summary(summary_html: str) -> tuple[str, tuple[str, ...]]:
     if len(paragraphs) >= 2 and labelled:
         plain = [p for p in paragraphs if not _LABELLED.match(p)]
         if len(plain) >= 2:
-            authors = tuple(name for name in (clean_text(n) for n in clean_text(plain[0]).split(",")) if name)
+            authors = tuple(name for name in (readable_text(n) for n in clean_text(plain[0]).split(",")) if name)
             return clean_text(" ".join(plain[1:])), authors
         return clean_text(" ".join(plain)), ()
     text = clean_text(summary_html)
@@ -334,24 +345,8 @@ def _authors(raw: Any) -> tuple[str, ...]:
     names = [name for name in names if name]
     if len(names) == 1 and "," in names[0]:  # dc:creator "A, B, C" as one string (arXiv RSS)
         names = [part.strip() for part in names[0].split(",") if part.strip()]
-    return tuple(name_from_latex(name) for name in names)
-
-
-_LATEX = LatexNodes2Text(math_mode="text", strict_latex_spaces=False)
-
-
-def name_from_latex(name: str) -> str:
-    """arXiv writes accents in LaTeX ("Pi\\v{z}urica"); readers and author matching want "Pižurica".
-
-    Only names: pylatexenc is lossy on whole abstracts (it drops \\textsf{...}, treats % as a comment).
-    """
-    if "\\" not in name and "{" not in name:
-        return name
-    try:
-        converted = " ".join(_LATEX.latex_to_text(name).split())
-    except Exception:  # noqa: BLE001 - pylatexenc raises many kinds on odd input; keep the raw name then
-        return name
-    return converted if converted and len(converted) >= len(name) // 2 else name
+    # arXiv writes accents in LaTeX ("Pi\\v{z}urica"); readers and author matching want "Pižurica".
+    return tuple(name for name in (_unlatex(name) for name in names) if name)
 
 
 def _is_html(raw: Any, key: str) -> bool:
