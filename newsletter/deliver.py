@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import mailbox
 import os
+import re
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol
@@ -48,7 +49,7 @@ def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime)
     """(Message-ID, the message as bytes): multipart/alternative, text first then HTML."""
     sender_name, sender_address = parseaddr(envelope.sender)
     domain = sender_address.rpartition("@")[2] or "localhost"
-    message = EmailMessage(policy=policy.SMTP)
+    message = EmailMessage(policy=_POLICY)
     message_id = make_msgid(domain=domain)
     try:
         message["From"] = Address(_one_line(sender_name), addr_spec=sender_address)
@@ -72,6 +73,24 @@ def _list_unsubscribe(message: EmailMessage, envelope: Envelope) -> None:
     message["List-Unsubscribe"] = ", ".join(f"<{_one_line(target)}>" for target in targets if target)
     if envelope.unsubscribe_https:
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+
+
+class _SmtpPolicy(EmailPolicy):
+    """policy.SMTP, except that List-Unsubscribe is folded between its <URL>s.
+
+    The stock folder turns a word longer than a line (every signed https URL) into
+    RFC 2047 encoded words, which mail providers do not decode in this header, so
+    their unsubscribe button would find no URL.
+    """
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() != "list-unsubscribe":
+            return super().fold_binary(name, value)
+        targets = re.findall(r"<[^<>\s]*>", str(value))
+        return f"{name}: {(',' + self.linesep + ' ').join(targets)}{self.linesep}".encode("ascii")
+
+
+_POLICY = _SmtpPolicy(linesep="\r\n")  # policy.SMTP is EmailPolicy(linesep="\r\n")
 
 
 def _one_line(text: str) -> str:

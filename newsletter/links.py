@@ -1,10 +1,13 @@
 """The links a digest carries: unsubscribe (mailto, or a signed https URL when base_url is set).
 
-The https links are signed with itsdangerous (HMAC-SHA1 over a timestamped
-payload) using the secret from the environment variable ``[web] secret_env``
-names, so the web app can trust a click without any state in the URL. The
-same links go into the email's body and its List-Unsubscribe headers, and
-``preview`` renders exactly what would be sent.
+The https links are signed with itsdangerous (HMAC-SHA1 over the payload)
+using the secret from the environment variable ``[web] secret_env`` names, so
+the web app can trust a click without any state in the URL. The signature
+carries no timestamp: a reader's link is the same in every email and in
+``preview`` (which renders exactly what would be sent), and an unsubscribe
+link keeps working however old the email is (RFC 8058 clients may POST it
+long after delivery). The same links go into the email's body and its
+List-Unsubscribe headers.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import quote
 
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import URLSafeSerializer
 
 from .errors import ConfigError
 
@@ -34,7 +37,7 @@ class LinkSigner:
     """Signs and reads back the tokens in the email's links."""
 
     def __init__(self, secret: str) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt="newsletter-links")
+        self._serializer = URLSafeSerializer(secret, salt="newsletter-links")  # no timestamp: same link every time
 
     def sign(self, purpose: str, subscriber_id: str) -> str:
         return self._serializer.dumps([purpose, subscriber_id])

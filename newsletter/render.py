@@ -27,7 +27,7 @@ import premailer
 
 from .errors import RenderError
 from .links import DigestLinks
-from .models import Digest, Entry, RenderedEmail, ScoredEntry
+from .models import Digest, Entry, RenderedEmail, ScoredEntry, Subscriber
 
 ABSTRACT_CHARS = 480
 MAX_AUTHORS = 6
@@ -175,7 +175,7 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
         "period_word": period_word,
         "subscriber": {"id": subscriber.id, "name": subscriber.name, "email": subscriber.email},
         "topics": ", ".join(topic.name for topic in subscriber.topics),
-        "preferences_file": f"subscribers/{subscriber.id}.toml",
+        "preferences_file": _preferences_file(subscriber),
         "considered": digest.considered,
         "picked": len(items),
         "groups": groups,
@@ -184,14 +184,32 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
     }
 
 
+def _preferences_file(subscriber: Subscriber) -> str:
+    """The reader's own file, in its folder (newsletter.subscribers need not be "subscribers")."""
+    path = subscriber.path
+    return f"{path.parent.name}/{path.name}" if path else f"subscribers/{subscriber.id}.toml"
+
+
 def subject_line(title: str, items: Sequence[ScoredEntry], *, period_word: str = "today") -> str:
     """"Daily Papers — 8 picks: knowledge distillation, federated learning"."""
     if not items:
         return f"{title} — nothing new matched {period_word}"
-    topics = list(dict.fromkeys(topic for item in items for topic in item.topics[:1]))
+    topics = list(dict.fromkeys(_in_sentence(topic) for item in items for topic in item.topics[:1]))
     count = f"{len(items)} pick" + ("" if len(items) == 1 else "s")
     about = ", ".join(topics[:3]) + (" …" if len(topics) > 3 else "")
     return f"{title} — {count}" + (f": {about}" if about else "")
+
+
+def _in_sentence(name: str) -> str:
+    """A topic name as it reads mid-sentence: "Knowledge Distillation" -> "knowledge distillation".
+
+    Only capitalised words are lowered; acronyms and mixed case stay ("LLM agents", "efficient LLMs").
+    """
+    def lower(match: re.Match[str]) -> str:
+        word = match.group()
+        return word.lower() if word[0].isupper() and word[1:].islower() else word
+
+    return re.sub(r"\w+", lower, name)
 
 
 def _item_context(item: ScoredEntry) -> dict[str, Any]:
@@ -288,11 +306,27 @@ def trim_text(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     window = text[: limit + 1]
-    sentence_end = max(window.rfind(". "), window.rfind("? "), window.rfind("! "))
+    sentence_end = _last_sentence_end(window)
     if sentence_end >= limit * 0.6:
         return window[: sentence_end + 1]
     cut = window.rfind(" ")
     return (window[:cut] if cut > 0 else text[:limit]).rstrip(" ,;:-") + " …"
+
+
+_SENTENCE_END = re.compile(r"[.?!](?= )")
+_ABBREVIATIONS = frozenset({
+    "al.", "cf.", "etc.", "vs.", "fig.", "figs.", "eq.", "eqs.", "sec.", "ref.", "refs.", "resp.", "approx.", "no.", "vol.",
+})
+_INITIALS = re.compile(r"(?:[^\W\d_]\.)+")  # e.g. i.e. w.r.t. i.i.d. U.S. J.
+
+
+def _last_sentence_end(window: str) -> int:
+    """Index of the last ". " / "? " / "! " that ends a sentence, not an abbreviation ("et al.", "e.g."); else -1."""
+    for match in reversed(list(_SENTENCE_END.finditer(window))):
+        word = window[: match.end()].rsplit(None, 1)[-1].lstrip("([{\"'“‘")
+        if word.lower() not in _ABBREVIATIONS and not _INITIALS.fullmatch(word):
+            return match.start()
+    return -1
 
 
 def highlight_parts(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:
