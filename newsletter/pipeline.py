@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import socket
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -221,7 +223,11 @@ def run_digests(
             if sid not in by_id and not already_reported:
                 problems.append(f'no subscriber "{sid}": {config.subscribers / (sid + ".toml")} does not exist')
     renderer = Renderer(config.templates)
-    signer = link_signer(config)  # before anything is queued: a missing secret stops the run with one line
+    try:
+        signer = link_signer(config)
+    except ConfigError as exc:  # no new digest can carry valid links; those already queued still go out
+        problems.append(str(exc))
+        signer, chosen = None, []
     outcomes: list[DigestOutcome] = []
     own_transport = transport is None and not request.dry_run
     with open_store(config, clock=clock) as store:
@@ -366,12 +372,18 @@ def links_for(config: Config, subscriber: Subscriber, *, signer: LinkSigner | No
 
 def _envelope(config: Config, subscriber: Subscriber, links: DigestLinks) -> Envelope:
     domain = config.sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
-    slug = "-".join(config.title.lower().split())
+    slug = list_slug(config.title)
     return Envelope(
         sender=config.sender, recipient=subscriber.email, recipient_name=subscriber.name,
         list_id=f"{config.title} <{slug}.{domain}>",
         unsubscribe_mailto=links.unsubscribe_mailto, unsubscribe_https=links.unsubscribe_https,
     )
+
+
+def list_slug(title: str) -> str:
+    """The List-Id's label (RFC 2919 allows only letters, digits and hyphens): "Päpers: AI & ML" -> "papers-ai-ml"."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return "-".join(re.findall(r"[a-z0-9]+", ascii_title.lower())) or "digest"
 
 
 def _local(now: dt.datetime, subscriber: Subscriber) -> dt.datetime:

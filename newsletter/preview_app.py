@@ -110,7 +110,7 @@ def _when(moment: dt.datetime, now: dt.datetime) -> str:
         return "due now"
     hours = (moment - now).total_seconds() / 3600
     ahead = f"in {round(hours * 60)} min" if hours < 1 else f"in {hours:.0f} h" if hours < 48 else f"in {hours / 24:.0f} days"
-    return f"{moment:%a %-d %b %H:%M} ({ahead})"
+    return f"{moment:%a} {moment.day} {moment:%b %H:%M} ({ahead})"
 
 
 def _problem_page(message: str, *, subscriber_id: str | None = None) -> Response:

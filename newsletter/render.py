@@ -170,7 +170,7 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
         "title": branding.title,
         "subject": subject_line(branding.title, digest.items, period_word=period_word),
         "preheader": _preheader(digest.items, picked=picked, period_word=period_word),
-        "date": digest.created_at.strftime("%A %-d %B %Y"),
+        "date": f"{digest.created_at:%A} {digest.created_at.day} {digest.created_at:%B %Y}",
         "summary_line": f"Hello {subscriber.name}: {picked}." if items else f"Hello {subscriber.name}.",
         "period_word": period_word,
         "subscriber": {"id": subscriber.id, "name": subscriber.name, "email": subscriber.email},

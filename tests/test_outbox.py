@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import EXAMPLES, NOON, SUBSCRIBER_ADA, SUBSCRIBER_GRACE, Deployment, fixed_clock
 from newsletter import pipeline
 from newsletter.deliver import MaildirTransport
@@ -142,3 +144,22 @@ def test_read_only_commands_do_not_create_a_database(deployment: Deployment) -> 
         result = subprocess.run([sys.executable, "-m", "newsletter", "--config", str(deployment.config_path), *command], capture_output=True, text=True)
         assert result.returncode == 1 and "run `newsletter ingest` first" in result.stderr
     assert not (deployment.root / "newsletter.db").exists()
+
+
+def test_a_missing_link_secret_still_delivers_what_was_queued(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """base_url set but its secret gone: no new digest (its links could not be signed), the queued ones still go out."""
+    config = _deployment(deployment).config()
+    pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("grace",), ignore_time=True), clock=fixed_clock(NOON), transport=DownTransport())
+    deployment.header += 'base_url = "https://papers.example.org"\n'
+    deployment.extra = '\n[web]\nsecret_env = "TEST_LINK_SECRET_UNSET"\n'
+    monkeypatch.delenv("TEST_LINK_SECRET_UNSET", raising=False)
+    report = pipeline.run_digests(deployment.config(), pipeline.DigestRequest(ignore_time=True), clock=fixed_clock(NOON))
+    assert [(o.subscriber, o.status) for o in report.digests] == [("grace", "sent")]  # the queued one, from the outbox
+    assert not report.ok and any("TEST_LINK_SECRET_UNSET" in problem for problem in report.problems)
+    assert _row(config.database, "ada") is None  # nothing new was queued without valid links
+
+
+def test_list_id_label_is_ascii_letters_digits_and_hyphens() -> None:
+    assert pipeline.list_slug("Päpers: AI & ML") == "papers-ai-ml"
+    assert pipeline.list_slug("Daily Papers") == "daily-papers"
+    assert pipeline.list_slug("日本") == "digest"
