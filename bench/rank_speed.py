@@ -35,10 +35,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ranking_eval import PROFILES  # noqa: E402
+
 from newsletter.models import Entry, Subscriber, Topic  # noqa: E402
 from newsletter.pool import Pool  # noqa: E402
 from newsletter.rank import RankSettings, rank  # noqa: E402
-from ranking_eval import PROFILES  # noqa: E402
 
 PAPERS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "papers" / "daily-arXiv-ai-enhanced" / "data"
 NOW = dt.datetime(2026, 7, 1, 7, tzinfo=dt.timezone.utc)

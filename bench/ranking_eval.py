@@ -37,8 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.models import Entry, Subscriber, Topic  # noqa: E402
 import newsletter.pool as pool_module  # noqa: E402
+from newsletter.models import Entry, Subscriber, Topic  # noqa: E402
 from newsletter.pool import Pool  # noqa: E402
 from newsletter.rank import RankSettings, rank  # noqa: E402
 

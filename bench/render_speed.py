@@ -25,12 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from rank_speed import NOW, load_entries, make_subscribers  # noqa: E402
+
 from newsletter.links import digest_links  # noqa: E402
 from newsletter.models import Digest  # noqa: E402
 from newsletter.pool import Pool  # noqa: E402
 from newsletter.rank import RankSettings, rank  # noqa: E402
 from newsletter.render import Branding, Renderer  # noqa: E402
-from rank_speed import NOW, load_entries, make_subscribers  # noqa: E402
 
 BRANDING = Branding(title="Daily Papers", sender="Daily Papers <papers@example.org>")
 

@@ -11,10 +11,9 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 from typing import Any
-
-from email.utils import formataddr, parseaddr
 
 from email_validator import EmailNotValidError, validate_email
 

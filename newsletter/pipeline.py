@@ -25,10 +25,26 @@ import httpx
 from . import ingest
 from .clock import is_due, next_slot, period_of, utc_now
 from .config import Config, FeedConfig
-from .deliver import Envelope, MaildirTransport, SmtpSettings, SmtpTransport, Transport, build_message
+from .deliver import (
+    Envelope,
+    MaildirTransport,
+    SmtpSettings,
+    SmtpTransport,
+    Transport,
+    build_message,
+)
 from .errors import ConfigError, DeliveryError, FeedError, RenderError
 from .links import DigestLinks, LinkSigner, digest_links, signer_from_env
-from .models import CorpusStats, Digest, DigestOutcome, FeedReport, RenderedEmail, RunReport, ScoredEntry, Subscriber
+from .models import (
+    CorpusStats,
+    Digest,
+    DigestOutcome,
+    FeedReport,
+    RenderedEmail,
+    RunReport,
+    ScoredEntry,
+    Subscriber,
+)
 from .pool import Pool
 from .rank import RankSettings, rank
 from .render import Branding, Renderer, subject_line

@@ -14,7 +14,16 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from conftest import EXAMPLES, NOON, REPO, SUBSCRIBER_ADA, SUBSCRIBER_GRACE, Deployment, fixed_clock
+from conftest import (
+    EXAMPLES,
+    NOON,
+    REPO,
+    SUBSCRIBER_ADA,
+    SUBSCRIBER_GRACE,
+    Deployment,
+    fixed_clock,
+)
+
 from newsletter import pipeline
 from newsletter.store import Store
 

@@ -30,13 +30,29 @@ from pathlib import Path
 import cssutils
 import lxml.html
 import pytest
-from conftest import EXAMPLES, NOON, REPO, SHARED_DATA, SUBSCRIBER_GRACE, Deployment, fixed_clock
+from conftest import (
+    EXAMPLES,
+    NOON,
+    REPO,
+    SHARED_DATA,
+    SUBSCRIBER_GRACE,
+    Deployment,
+    fixed_clock,
+)
 
 from newsletter import ingest, pipeline
 from newsletter.config import Config
 from newsletter.deliver import Envelope, build_message
 from newsletter.links import DigestLinks, LinkSigner, digest_links
-from newsletter.models import Digest, DigestOutcome, Entry, Reason, ScoredEntry, Subscriber, Topic
+from newsletter.models import (
+    Digest,
+    DigestOutcome,
+    Entry,
+    Reason,
+    ScoredEntry,
+    Subscriber,
+    Topic,
+)
 from newsletter.render import ABSTRACT_CHARS, Branding, Renderer, trim_text
 from newsletter.store import Store
 

@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import FEEDS, NOON, REPO, Deployment, fixed_clock
+
 from newsletter import pipeline
 from newsletter.models import FeedReport, RunReport
 from newsletter.store import Store

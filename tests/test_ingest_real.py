@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FEEDS, NOON, SHARED_DATA, Deployment, fixed_clock
 
 from newsletter import pipeline
 from newsletter.models import FeedReport, RunReport
 from newsletter.store import Store
-
-from conftest import FEEDS, NOON, SHARED_DATA, Deployment, fixed_clock
 
 ATOM = "http://www.w3.org/2005/Atom"
 ARXIV_NS = "http://arxiv.org/schemas/atom"

@@ -10,8 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import (
+    EXAMPLES,
+    NOON,
+    SUBSCRIBER_ADA,
+    SUBSCRIBER_GRACE,
+    Deployment,
+    fixed_clock,
+)
 
-from conftest import EXAMPLES, NOON, SUBSCRIBER_ADA, SUBSCRIBER_GRACE, Deployment, fixed_clock
 from newsletter import pipeline
 from newsletter.deliver import MaildirTransport
 from newsletter.errors import DeliveryError

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import EXAMPLES, SUBSCRIBER_ADA, SUBSCRIBER_GRACE, Deployment
+
 from newsletter import pipeline
 
 

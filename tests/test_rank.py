@@ -6,8 +6,8 @@ import datetime as dt
 import re
 
 import pytest
-
 from conftest import EXAMPLES, FEEDS
+
 from newsletter import ingest
 from newsletter.models import CorpusStats, Entry, Subscriber, Topic
 from newsletter.pool import Pool

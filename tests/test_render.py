@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from conftest import REPO
-from newsletter.models import Digest, Entry, Reason, ScoredEntry, Subscriber, Topic
+
 from newsletter.links import digest_links
+from newsletter.models import Digest, Entry, Reason, ScoredEntry, Subscriber, Topic
 from newsletter.render import Branding, Renderer, highlight_parts
 
 NOW = dt.datetime(2026, 11, 26, 7, 30, tzinfo=dt.timezone.utc)

@@ -8,8 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import (
+    EXAMPLES,
+    NOON,
+    SUBSCRIBER_ADA,
+    SUBSCRIBER_GRACE,
+    Deployment,
+    fixed_clock,
+)
 
-from conftest import EXAMPLES, NOON, SUBSCRIBER_ADA, SUBSCRIBER_GRACE, Deployment, fixed_clock
 from newsletter import pipeline
 from newsletter.config import load_config
 from newsletter.errors import ConfigError, SubscriberError
