@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Frame, Page
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,6 +39,12 @@ CHROMIUM_ARGS = [
 MIN_CONTRAST = 4.5  # WCAG 2 AA for normal text, applied to all text
 
 
+# Test modules import the fixture (``from browser import browser``), which makes it one fixture per module; they
+# share one Playwright and one Chromium, started by the first and closed by the last: Playwright's sync API cannot
+# run twice at once ("using Playwright Sync API inside the asyncio loop").
+_SHARED: dict[str, Any] = {"users": 0}
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
@@ -51,12 +57,24 @@ def browser() -> Iterator[Browser]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the playwright package is missing: pip install '.[test]'", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    if not _SHARED["users"]:
+        playwright = sync_playwright().start()
         try:
-            yield chromium
-        finally:
-            chromium.close()
+            _SHARED["chromium"] = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        except BaseException:
+            playwright.stop()
+            raise
+        _SHARED["playwright"] = playwright
+    _SHARED["users"] += 1
+    try:
+        yield _SHARED["chromium"]
+    finally:
+        _SHARED["users"] -= 1
+        if not _SHARED["users"]:
+            try:
+                _SHARED.pop("chromium").close()
+            finally:
+                _SHARED.pop("playwright").stop()
 
 
 @pytest.fixture(scope="session")
@@ -305,6 +323,29 @@ def contrast_failures(page: Page, minimum: float = MIN_CONTRAST) -> dict[str, An
       return { checked: all.length, failures: all.filter(t => t.ratio < minimum) };
     }
     """, minimum)
+
+
+def text_contrasts(page: Page | Frame, selector: str) -> list[dict[str, Any]]:
+    """Every visible text inside the matches of ``selector`` (per element): its colour, the background it is painted
+    on and their contrast ratio. Works on a Frame too (an email inside the preview's iframe)."""
+    return _run(page, r"""
+    (selector) => {
+      const { describe, rgba, over, contrast, hex, background, textNodes, textRects } = window.__emailTest;
+      const seen = new Map();
+      for (const root of document.querySelectorAll(selector)) {
+        for (const node of textNodes(root)) {
+          if (!textRects(node).length) continue;
+          const el = node.parentElement;
+          if (seen.has(el)) continue;
+          const bg = background(el);
+          const fg = over(rgba(getComputedStyle(el).color), bg);
+          seen.set(el, { selector: describe(el), text: node.nodeValue.trim().slice(0, 50),
+                         color: hex(fg), background: hex(bg), ratio: Math.round(contrast(fg, bg) * 100) / 100 });
+        }
+      }
+      return [...seen.values()];
+    }
+    """, selector)
 
 
 def backgrounds(page: Page, selectors: list[str]) -> dict[str, dict[str, Any]]:
