@@ -25,7 +25,9 @@ from .config import Config, load_config
 from .errors import NewsletterError
 
 Clock = Callable[[], dt.datetime]
-VIEWS = {"desktop": 600, "mobile": 375, "dark": 600}
+# iframe widths: a desktop reading pane is wider than the 600px column (the phone rules start at 620px).
+VIEWS = {"desktop": 680, "mobile": 375, "dark": 680}
+VIEW_LABELS = {"desktop": "desktop (600px)", "mobile": "mobile (375px)", "dark": "dark (600px)"}
 _DARK_QUERY = re.compile(r"@media\s*\(\s*prefers-color-scheme\s*:\s*dark\s*\)")
 
 
@@ -35,27 +37,38 @@ def create_app(config_path: Path | None, *, clock: Clock = utc_now) -> Flask:
     def config() -> Config:
         return load_config(config_path)
 
+    def version() -> str:
+        """Taken before a page reads any file, so an edit made while it is built still triggers a reload."""
+        try:
+            return fingerprint(config())
+        except NewsletterError as exc:  # a broken config.toml is a state too: reload when it changes
+            return hashlib.sha1(str(exc).encode()).hexdigest()
+
     @app.get("/")
     def index() -> Response | str:
+        seen = version()
         try:
             cfg = config()
             upcoming, problems = pipeline.next_digests(cfg, clock=clock)
         except NewsletterError as exc:
-            return _problem_page(str(exc))
-        return render_template_string(_INDEX, title=cfg.title, upcoming=upcoming, problems=problems, now=clock(), when=_when)
+            return _problem_page(str(exc), version=seen)
+        return render_template_string(
+            _INDEX, title=cfg.title, upcoming=upcoming, problems=problems, now=clock(), when=_when, version=seen, labels=VIEW_LABELS,
+        )
 
     @app.get("/s/<subscriber_id>")
     def viewer(subscriber_id: str) -> Response | str:
         view = request.args.get("view", "desktop")
         if view not in VIEWS:
             abort(404)
+        seen = version()
         try:
             email = pipeline.preview(config(), subscriber_id, clock=clock)
         except NewsletterError as exc:
-            return _problem_page(str(exc), subscriber_id=subscriber_id)
+            return _problem_page(str(exc), subscriber_id=subscriber_id, version=seen)
         return render_template_string(
-            _VIEWER, subscriber_id=subscriber_id, subject=email.subject, view=view, views=VIEWS, width=VIEWS[view],
-            text=email.text, size=len(email.html.encode()),
+            _VIEWER, subscriber_id=subscriber_id, subject=email.subject, view=view, labels=VIEW_LABELS, width=VIEWS[view],
+            text=email.text, size=len(email.html.encode()), version=seen,
         )
 
     @app.get("/s/<subscriber_id>/email.html")
@@ -63,7 +76,7 @@ def create_app(config_path: Path | None, *, clock: Clock = utc_now) -> Flask:
         try:
             html = pipeline.preview(config(), subscriber_id, clock=clock).html
         except NewsletterError as exc:
-            return Response(render_template_string(_PROBLEM, message=str(exc)), status=500)
+            return Response(render_template_string(_PROBLEM, message=str(exc), version=None), status=500)
         if request.args.get("view") == "dark":
             html = force_dark(html)
         return Response(html, mimetype="text/html")
@@ -77,11 +90,8 @@ def create_app(config_path: Path | None, *, clock: Clock = utc_now) -> Flask:
         return Response(text, mimetype="text/plain")
 
     @app.get("/_version")
-    def version() -> dict[str, str]:
-        try:
-            return {"version": fingerprint(config())}
-        except NewsletterError as exc:  # a broken config.toml is a state too: reload to show it
-            return {"version": hashlib.sha1(str(exc).encode()).hexdigest()}
+    def current_version() -> dict[str, str]:
+        return {"version": version()}
 
     return app
 
@@ -93,7 +103,7 @@ def force_dark(html: str) -> str:
 
 def fingerprint(config: Config) -> str:
     """Changes whenever config.toml, a template, a subscriber file or the database changes."""
-    files = [config.path, config.database, *sorted(config.templates.glob("*")), *sorted(config.subscribers.glob("*.toml"))]
+    files = [config.path, config.database, *sorted(config.templates.rglob("*")), *sorted(config.subscribers.glob("*.toml"))]
     digest = hashlib.sha1()
     for path in files:
         try:
@@ -113,15 +123,15 @@ def _when(moment: dt.datetime, now: dt.datetime) -> str:
     return f"{moment:%a} {moment.day} {moment:%b %H:%M} ({ahead})"
 
 
-def _problem_page(message: str, *, subscriber_id: str | None = None) -> Response:
-    return Response(render_template_string(_PROBLEM, message=message, subscriber_id=subscriber_id), status=500)
+def _problem_page(message: str, *, version: str, subscriber_id: str | None = None) -> Response:
+    return Response(render_template_string(_PROBLEM, message=message, subscriber_id=subscriber_id, version=version), status=500)
 
 
 _RELOAD = """
 <script>
   // Reload when a template, subscriber file, config.toml or the database changes.
   (function () {
-    let seen = null;
+    let seen = {{ version | tojson }};  // the state this page was built from (null: learn it from the first poll)
     async function poll() {
       try {
         const response = await fetch("/_version", {cache: "no-store"});
@@ -182,7 +192,7 @@ _VIEWER = """<!DOCTYPE html>
   <a href="/">← all subscribers</a>
   <strong id="subject">{{ subject }}</strong>
   <nav aria-label="views">
-  {% for name, px in views.items() %}<a href="?view={{ name }}"{% if name == view %} aria-current="page"{% endif %}>{{ name }} ({{ px }}px)</a>{% endfor %}
+  {% for name, label in labels.items() %}<a href="?view={{ name }}"{% if name == view %} aria-current="page"{% endif %}>{{ label }}</a>{% endfor %}
   </nav>
   <span>{{ (size / 1024) | round(1) }} KB of HTML</span>
 </header>

@@ -98,7 +98,7 @@ def test_index_lists_every_subscriber_with_their_next_digest(server: PreviewServ
 def test_views_set_the_width_and_dark_applies_the_dark_rules(server: PreviewServer) -> None:
     mobile = server.get("/s/ada?view=mobile").text
     assert "width: 375px" in mobile and "/s/ada/email.html?view=mobile" in mobile
-    assert "width: 600px" in server.get("/s/ada?view=desktop").text
+    assert "width: 680px" in server.get("/s/ada?view=desktop").text  # a desktop pane: the 600px column plus margins
     light = server.get("/s/ada/email.html?view=desktop").text
     dark = server.get("/s/ada/email.html?view=dark").text
     assert "prefers-color-scheme: dark" in light and "@media all" not in light
@@ -154,3 +154,10 @@ def _bump_mtime(path: Path) -> None:
     """Filesystems with coarse timestamps: make sure the edit shows in st_mtime_ns."""
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+
+
+def test_pages_carry_the_version_they_were_built_from(server: PreviewServer) -> None:
+    """An edit made while a page is being built is not missed: the page starts from the version it was built from."""
+    current = server.version()
+    for path in ("/", "/s/ada", "/s/nobody"):
+        assert f'let seen = "{current}";' in server.get(path).text, path
