@@ -3,8 +3,10 @@
 The ``browser`` fixture is session-scoped: one Chromium for the whole run,
 one fresh context (viewport, colour scheme) per look. Chromium is Debian's
 /usr/bin/chromium (``.ci/run`` installs it); Playwright drives it and never
-downloads a browser of its own. A missing Chromium FAILS the tests: a
-silently skipped layout check is worse than none.
+downloads a browser of its own. Where NEWSLETTER_REQUIRE_BROWSER=1 (``.ci/run``
+sets it) a missing Chromium FAILS the tests: CI must never skip a layout
+check. Elsewhere (a fresh laptop) they are skipped with the reason shown in
+pytest's summary, so the README's test command still runs everything else.
 
 The measurements run in the page (JavaScript) and return plain data, so a
 failing assertion can name the element (a CSS selector), its box and colours.
@@ -12,6 +14,7 @@ failing assertion can name the element (a CSS selector), its box and colours.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,11 +51,13 @@ _SHARED: dict[str, Any] = {"users": 0}
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.fail(
+        reason = (
             f"{CHROMIUM} is missing: the email layout tests need Debian's chromium "
-            "(apt-get install chromium; .ci/run installs it on a fresh machine)",
-            pytrace=False,
+            "(apt-get install chromium; .ci/run installs it on a fresh machine)"
         )
+        if os.environ.get("NEWSLETTER_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
