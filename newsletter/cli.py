@@ -230,10 +230,13 @@ def _print_digest(outcome: DigestOutcome) -> None:
     click.secho(f"{outcome.subscriber} [{outcome.period}]: {outcome.status}{picked}{detail}", fg=colour)
 
 
+DIGEST_STATES = ("sent", "queued", "retrying", "sending", "bounced", "failed", "empty")
+
+
 @main.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Show feeds' health, the last ingest, and digests sent / queued / failed per day.
+    """Show feeds' health, the last ingest, and digests sent / queued / retrying / bounced / failed per day.
 
     \b
     Example:
@@ -252,8 +255,11 @@ def status(ctx: click.Context) -> None:
     if not info["digests"]:
         click.echo("  none yet")
     for row in info["digests"]:
+        counts = ", ".join(f"{row[key]} {key}" for key in DIGEST_STATES if row[key] or key == "sent")
         error = f" — last error: {row['last_error']}" if row["last_error"] else ""
-        click.echo(f"  {row['period']}: {row['n']} {row['status']}{error}")
+        click.echo(f"  {row['period']}: {counts}{error}")
+    if any(row["failed"] or row["bounced"] for row in info["digests"]):
+        click.echo("  (`newsletter retry` puts failed and bounced digests back in the outbox)")
 
 
 @main.command()

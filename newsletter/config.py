@@ -7,6 +7,7 @@ list them all; paths are resolved relative to the config file.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 import tomllib
@@ -42,6 +43,8 @@ class SmtpConfig:
     username: str | None = None
     password_env: str = "NEWSLETTER_SMTP_PASSWORD"
     timeout: float = 30.0
+    ca_file: Path | None = None  # a CA bundle to trust instead of the system's (a private CA)
+    allow_insecure: bool = False  # security = "none" to a host that is not loopback
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class Config:
     delivery_method: str
     maildir: Path
     quiet_days: str  # "skip": send nothing when nothing matched (recorded), "note": send a short note
+    max_attempts: int  # delivery attempts before a digest is given up as failed
+    retry_after: int  # seconds before the first retry; doubled after each further failure
+    rate_limit: int  # messages per minute, 0 = no limit
     smtp: SmtpConfig
     secret_env: str
     fetch_timeout: float
@@ -85,7 +91,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     },
     "schedule": {"ingest_every": "30m", "send_at": "07:00"},
     "ranking": {"max_items": 10, "lookback_days": 7, "min_score": 1.0, "diversity": 0.3},
-    "delivery": {"method": "maildir", "maildir": "outbox", "quiet_days": "skip"},
+    "delivery": {"method": "maildir", "maildir": "outbox", "quiet_days": "skip", "max_attempts": 8, "retry_after": "1m", "rate_limit": 0},
     "web": {"secret_env": "NEWSLETTER_SECRET"},
     "smtp": {
         "host": "localhost",
@@ -94,6 +100,8 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "username": None,
         "password_env": "NEWSLETTER_SMTP_PASSWORD",
         "timeout": 30.0,
+        "ca_file": None,
+        "allow_insecure": False,
     },
     "ingest": {"timeout": 20.0, "max_bytes": 20_000_000},
 }
@@ -144,11 +152,12 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
     feeds = _parse_feeds(raw.get("feeds", []), base=base, problems=problems)
     schedule, ranking, delivery, ingest = (sections[name] for name in ("schedule", "ranking", "delivery", "ingest"))
     ingest_every = _duration(schedule["ingest_every"], key="schedule.ingest_every", problems=problems)
+    retry_after = _duration(delivery["retry_after"], key="delivery.retry_after", problems=problems)
     send_at = parse_hhmm(schedule["send_at"])
     if send_at is None:
         problems.add(f'schedule.send_at "{schedule["send_at"]}" is not HH:MM')
     _check_numbers(sections, problems)
-    smtp = _parse_smtp(sections["smtp"], problems=problems)
+    smtp = _parse_smtp(sections["smtp"], base=base, problems=problems)
     if problems.lines:
         raise ConfigError(problems.lines)
 
@@ -171,6 +180,9 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
         delivery_method=delivery["method"],
         maildir=base / str(delivery["maildir"]),
         quiet_days=delivery["quiet_days"],
+        max_attempts=delivery["max_attempts"],
+        retry_after=retry_after,
+        rate_limit=delivery["rate_limit"],
         smtp=smtp,
         secret_env=str(sections["web"]["secret_env"]),
         fetch_timeout=float(ingest["timeout"]),
@@ -224,6 +236,9 @@ def _check_numbers(sections: dict[str, dict[str, Any]], problems: _Problems) -> 
         problems.add(f"ranking.diversity must be a number from 0 (off) to below 1, not {ranking['diversity']!r}")
     if sections["delivery"]["method"] not in ("maildir", "smtp"):
         problems.add(f'delivery.method "{sections["delivery"]["method"]}" must be "maildir" or "smtp"')
+    for key, low in (("max_attempts", 1), ("rate_limit", 0)):
+        if not _is_int(sections["delivery"][key]) or sections["delivery"][key] < low:
+            problems.add(f"delivery.{key} must be an integer >= {low}, not {sections['delivery'][key]!r}")
     if sections["delivery"]["quiet_days"] not in QUIET_DAYS:
         problems.add(f'delivery.quiet_days "{sections["delivery"]["quiet_days"]}" must be "skip" (send nothing) or "note" (a short note)')
     if not _is_number(ingest["timeout"]) or ingest["timeout"] <= 0:
@@ -278,7 +293,7 @@ def _parse_feeds(raw_feeds: Any, *, base: Path, problems: _Problems) -> tuple[Fe
     return tuple(feeds)
 
 
-def _parse_smtp(smtp: dict[str, Any], *, problems: _Problems) -> SmtpConfig:
+def _parse_smtp(smtp: dict[str, Any], *, base: Path, problems: _Problems) -> SmtpConfig:
     if smtp["security"] not in ("starttls", "tls", "none"):
         problems.add(f'smtp.security "{smtp["security"]}" must be "starttls", "tls" or "none"')
     if not _is_int(smtp["port"]) or not 0 < smtp["port"] < 65536:
@@ -287,6 +302,18 @@ def _parse_smtp(smtp: dict[str, Any], *, problems: _Problems) -> SmtpConfig:
         problems.add("smtp.username must be a string")
     if not _is_number(smtp["timeout"]) or smtp["timeout"] <= 0:
         problems.add(f"smtp.timeout must be a positive number, not {smtp['timeout']!r}")
+    if not isinstance(smtp["allow_insecure"], bool):
+        problems.add(f"smtp.allow_insecure must be true or false, not {smtp['allow_insecure']!r}")
+    if smtp["security"] == "none" and smtp["allow_insecure"] is not True and not _is_loopback(str(smtp["host"])):
+        problems.add(
+            f'smtp.security = "none" sends mail and password unencrypted to {smtp["host"]}: allowed only for a loopback host; '
+            'use "starttls" or "tls", or set smtp.allow_insecure = true'
+        )
+    ca_file = None
+    if smtp["ca_file"] is not None:
+        ca_file = base / str(smtp["ca_file"])
+        if not ca_file.is_file():
+            problems.add(f"smtp.ca_file {ca_file} is not a file")
     if "password" in smtp:
         problems.add("smtp.password: secrets never live in the file; set smtp.password_env instead")
     return SmtpConfig(
@@ -296,7 +323,18 @@ def _parse_smtp(smtp: dict[str, Any], *, problems: _Problems) -> SmtpConfig:
         username=smtp["username"] if isinstance(smtp["username"], str) else None,
         password_env=str(smtp["password_env"]),
         timeout=float(smtp["timeout"]) if _is_number(smtp["timeout"]) else 30.0,
+        ca_file=ca_file,
+        allow_insecure=smtp["allow_insecure"] is True,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _duration(value: Any, *, key: str, problems: _Problems) -> int:

@@ -21,7 +21,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol
 
-from .errors import DeliveryError
+from .errors import DeliveryError, RecipientRefused, ServerUnavailable
 from .models import RenderedEmail
 
 
@@ -124,25 +124,36 @@ class SmtpSettings:
     security: str  # "starttls" | "tls" | "none"
     username: str | None
     password_env: str
-    timeout: float = 30.0
+    timeout: float = 30.0  # connect and each command
+    ca_file: Path | None = None  # trust this CA bundle instead of the system's
 
 
 class SmtpTransport:
-    """One connection for a batch; TLS verified by default; the password comes from the environment."""
+    """One connection for a whole batch; TLS verified by default; the password comes from the environment.
+
+    Each send speaks MAIL / RCPT / DATA itself (rather than smtplib's sendmail)
+    so the server's own reply is kept, and so a refusal can be told apart:
+    a 5xx for the recipient or the message is permanent (RecipientRefused,
+    bounced), a 4xx or a dropped connection is transient (DeliveryError,
+    retried later), and a server that cannot be reached, secured or logged
+    into stops the batch (ServerUnavailable).
+    """
 
     def __init__(self, settings: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.settings = settings
-        self.context = ssl_context or ssl.create_default_context()
+        self.context = ssl_context or ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
         self._client: smtplib.SMTP | None = None
+        self.where = f"smtp {settings.host}:{settings.port}"
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
         password = os.environ.get(s.password_env) if s.username else None
-        if s.username and password is None:
-            raise DeliveryError(f"smtp.username is set but the environment variable {s.password_env} (smtp.password_env) is empty")
+        if s.username and not password:
+            raise ServerUnavailable(f"{self.where}: smtp.username is set but the environment variable {s.password_env} (smtp.password_env) is empty")
+        client: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.context)
+                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.context)
             else:
                 client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
                 if s.security == "starttls":
@@ -150,27 +161,68 @@ class SmtpTransport:
             if s.username:
                 client.login(s.username, password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"smtp {s.host}:{s.port}: authentication failed for {s.username} ({exc.smtp_code})") from None
+            _quietly_close(client)
+            raise ServerUnavailable(f"{self.where}: authentication failed for {s.username}: {_reply(exc.smtp_code, exc.smtp_error)}") from None
+        except smtplib.SMTPNotSupportedError:
+            _quietly_close(client)
+            raise ServerUnavailable(f"{self.where}: the server does not offer STARTTLS (smtp.security = \"starttls\")") from None
+        except ssl.SSLCertVerificationError as exc:
+            _quietly_close(client)
+            raise ServerUnavailable(f"{self.where}: TLS certificate not trusted ({exc.verify_message}); set smtp.ca_file for a private CA") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"smtp {s.host}:{s.port}: cannot connect: {exc}") from None
+            _quietly_close(client)
+            raise ServerUnavailable(f"{self.where}: cannot connect: {exc or type(exc).__name__}") from None
         return client
 
     def send(self, message: bytes, *, sender: str, recipient: str) -> str:
         if self._client is None:
             self._client = self._connect()
+        client = self._client
         try:
-            refused = self._client.sendmail(parseaddr(sender)[1], [recipient], message)
-        except (OSError, smtplib.SMTPException) as exc:
+            code, reply = client.mail(parseaddr(sender)[1])
+            if code != 250:
+                self._reset()
+                raise (DeliveryError if 400 <= code < 500 else ServerUnavailable)(f"{self.where}: sender {sender} refused: {_reply(code, reply)}")
+            code, reply = client.rcpt(recipient)
+            if code not in (250, 251):
+                self._reset()
+                kind = RecipientRefused if code >= 500 else DeliveryError
+                raise kind(f"{self.where}: {recipient} refused: {_reply(code, reply)}")
+            code, reply = client.data(message)
+            if code != 250:
+                self._reset()
+                kind = RecipientRefused if code >= 500 else DeliveryError
+                raise kind(f"{self.where}: message for {recipient} refused: {_reply(code, reply)}")
+        except (OSError, smtplib.SMTPException) as exc:  # dropped connection, timeout: reconnect next time
             self._client = None
-            raise DeliveryError(f"smtp {self.settings.host}: sending to {recipient} failed: {exc}") from None
-        if refused:
-            raise DeliveryError(f"smtp {self.settings.host}: {recipient} refused: {refused[recipient]}")
-        return "250 accepted"
+            _quietly_close(client)
+            raise DeliveryError(f"{self.where}: sending to {recipient} failed: {exc or type(exc).__name__}") from None
+        return _reply(code, reply)
+
+    def _reset(self) -> None:
+        try:
+            self._client.rset()  # type: ignore[union-attr]
+        except (OSError, smtplib.SMTPException):
+            _quietly_close(self._client)
+            self._client = None
 
     def close(self) -> None:
         if self._client is not None:
             try:
                 self._client.quit()
             except (OSError, smtplib.SMTPException):
-                pass
+                _quietly_close(self._client)
             self._client = None
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{code} {' '.join(text.split())}"
+
+
+def _quietly_close(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        try:
+            client.close()
+        except OSError:
+            pass

@@ -41,3 +41,15 @@ class RenderError(NewsletterError):
 
 class DeliveryError(NewsletterError):
     """A message could not be handed to its transport."""
+
+
+class RecipientRefused(DeliveryError):
+    """The server refused this recipient for good (a 5xx reply): recorded as bounced, the batch goes on."""
+
+
+class ServerUnavailable(DeliveryError):
+    """The server cannot be reached or will not let us in (connect, TLS, auth): the batch stops, retried later."""
+
+
+class LockedError(NewsletterError):
+    """Another process holds the database's sender lock (a second `newsletter run`)."""

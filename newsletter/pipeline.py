@@ -9,11 +9,10 @@ problem goes into the RunReport and the run goes on.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import socket
+import threading
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,14 +44,14 @@ from .models import (
     ScoredEntry,
     Subscriber,
 )
+from .outbox import DeliveryPolicy, RateLimiter, deliver_outbox
 from .pool import Pool
 from .rank import RankSettings, rank
 from .render import Branding, Renderer, subject_line
-from .store import QueuedDigest, Store
+from .store import Store
 from .subscribers import Defaults, LoadedSubscribers, find_subscriber, load_subscribers
 
 Clock = Callable[[], dt.datetime]
-MAX_DELIVERY_ATTEMPTS = 5
 
 
 @contextmanager
@@ -225,19 +224,18 @@ class DigestRequest:
 
 def run_digests(
     config: Config, request: DigestRequest = DigestRequest(), *, clock: Clock = utc_now, transport: Transport | None = None,
-    on_digest: Callable[[DigestOutcome], None] | None = None,
+    on_digest: Callable[[DigestOutcome], None] | None = None, stop: threading.Event | None = None,
+    limiter: RateLimiter | None = None,
 ) -> RunReport:
-    """Build and deliver every digest that is due now, recording each in the outbox first."""
+    """Queue every digest that is due now (rendered, stored), then deliver the outbox.
+
+    Nothing connects to a mail server until every due digest is stored, so a
+    failure or a crash while sending loses nothing. ``stop`` (set by SIGTERM)
+    ends the run after the message in flight; what is left stays queued.
+    """
     loaded = subscribers_of(config)
     problems = list(loaded.problems)
-    chosen = list(loaded.subscribers)
-    if request.subscriber_ids:
-        by_id = {subscriber.id: subscriber for subscriber in loaded.subscribers}
-        chosen = [by_id[sid] for sid in request.subscriber_ids if sid in by_id]
-        for sid in request.subscriber_ids:
-            already_reported = any(f"{sid}.toml:" in problem for problem in problems)
-            if sid not in by_id and not already_reported:
-                problems.append(f'no subscriber "{sid}": {config.subscribers / (sid + ".toml")} does not exist')
+    chosen = _chosen(config, loaded, request.subscriber_ids, problems)
     renderer = Renderer(config.templates)
     try:
         signer = link_signer(config)
@@ -245,130 +243,149 @@ def run_digests(
         problems.append(str(exc))
         signer, chosen = None, []
     outcomes: list[DigestOutcome] = []
-    own_transport = transport is None and not request.dry_run
+
+    def report(outcome: DigestOutcome) -> None:
+        outcomes.append(outcome)
+        if on_digest:
+            on_digest(outcome)
+
     with open_store(config, clock=clock) as store:
-        transport = transport or (None if request.dry_run else make_transport(config))
-        try:
-            if transport is not None:
-                only = [subscriber.id for subscriber in chosen] if request.subscriber_ids else None
-                outcomes += _flush_outbox(store, transport, config, subscribers=only, now=clock())
-            # Built on first need: a cron tick where nobody is due costs no per-entry work.
-            pools: list[Pool] = []
-
-            def pool() -> Pool:
-                if not pools:
-                    pools.append(candidate_pool(config, store, chosen, now=clock()))
-                return pools[0]
-
-            for subscriber in chosen:
-                outcome = _digest_for(
-                    config, store, subscriber, request=request, renderer=renderer, transport=transport, now=clock(), pool=pool,
-                    signer=signer,
-                )
-                outcomes.append(outcome)
-                if on_digest:
-                    on_digest(outcome)
-        finally:
-            if own_transport and transport is not None:
-                transport.close()
+        built = _queue_due(config, store, chosen, request=request, renderer=renderer, signer=signer, clock=clock, stop=stop, report=report)
+        if not request.dry_run:
+            only = [subscriber.id for subscriber in chosen] if request.subscriber_ids else None
+            _deliver(config, store, transport, clock=clock, subscribers=only, built=built, stop=stop, limiter=limiter, report=report)
     return RunReport(digests=tuple(outcomes), problems=tuple(problems))
+
+
+def deliver_due(
+    config: Config, *, clock: Clock = utc_now, transport: Transport | None = None, stop: threading.Event | None = None,
+    on_digest: Callable[[DigestOutcome], None] | None = None,
+) -> RunReport:
+    """Send what waits in the outbox and is due (retries whose backoff has passed, abandoned claims)."""
+    outcomes: list[DigestOutcome] = []
+
+    def report(outcome: DigestOutcome) -> None:
+        outcomes.append(outcome)
+        if on_digest:
+            on_digest(outcome)
+
+    with open_store(config, clock=clock) as store:
+        _deliver(config, store, transport, clock=clock, subscribers=None, built={}, stop=stop, limiter=None, report=report)
+    return RunReport(digests=tuple(outcomes))
+
+
+def _chosen(config: Config, loaded: LoadedSubscribers, wanted: Sequence[str], problems: list[str]) -> list[Subscriber]:
+    if not wanted:
+        return list(loaded.subscribers)
+    by_id = {subscriber.id: subscriber for subscriber in loaded.subscribers}
+    for sid in wanted:
+        already_reported = any(f"{sid}.toml:" in problem for problem in problems)
+        if sid not in by_id and not already_reported:
+            problems.append(f'no subscriber "{sid}": {config.subscribers / (sid + ".toml")} does not exist')
+    return [by_id[sid] for sid in wanted if sid in by_id]
+
+
+def _queue_due(
+    config: Config, store: Store, chosen: list[Subscriber], *, request: DigestRequest, renderer: Renderer,
+    signer: LinkSigner | None, clock: Clock, stop: threading.Event | None, report: Callable[[DigestOutcome], None],
+) -> dict[int, DigestOutcome]:
+    """Render and store every due digest; returns the queued ones' outcomes by digest id (for the send phase)."""
+    pools: list[Pool] = []
+
+    def pool() -> Pool:  # built on first need: a cron tick where nobody is due costs no per-entry work
+        if not pools:
+            pools.append(candidate_pool(config, store, chosen, now=clock()))
+        return pools[0]
+
+    built: dict[int, DigestOutcome] = {}
+    for subscriber in chosen:
+        if stop is not None and stop.is_set():
+            break
+        outcome, digest_id = _queue_digest(config, store, subscriber, request=request, renderer=renderer, now=clock(), pool=pool, signer=signer)
+        if digest_id is None:
+            report(outcome)
+        else:
+            built[digest_id] = outcome
+    return built
+
+
+def _deliver(
+    config: Config, store: Store, transport: Transport | None, *, clock: Clock, subscribers: list[str] | None,
+    built: dict[int, DigestOutcome], stop: threading.Event | None, limiter: RateLimiter | None,
+    report: Callable[[DigestOutcome], None],
+) -> None:
+    if not built and not store.pending_digests(subscribers, due_by=clock()):
+        return  # nothing to send: no connection to the mail server at all
+    own_transport = transport is None
+    transport = transport or make_transport(config)
+    policy = DeliveryPolicy(sender=config.sender, max_attempts=config.max_attempts, retry_after=config.retry_after, rate_limit=config.rate_limit)
+    try:
+        for outcome in deliver_outbox(store, transport, policy=policy, clock=clock, subscribers=subscribers, built=built, stop=stop, limiter=limiter):
+            report(outcome)
+    finally:
+        if own_transport:
+            transport.close()
 
 
 def make_transport(config: Config) -> Transport:
     if config.delivery_method == "smtp":
         s = config.smtp
-        return SmtpTransport(SmtpSettings(host=s.host, port=s.port, security=s.security, username=s.username, password_env=s.password_env, timeout=s.timeout))
+        return SmtpTransport(SmtpSettings(
+            host=s.host, port=s.port, security=s.security, username=s.username, password_env=s.password_env,
+            timeout=s.timeout, ca_file=s.ca_file,
+        ))
     return MaildirTransport(config.maildir)
 
 
-def _digest_for(
+def _queue_digest(
     config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Renderer,
-    transport: Transport | None, now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None,
-) -> DigestOutcome:
+    now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None,
+) -> tuple[DigestOutcome, int | None]:
+    """This reader's digest for the current period, rendered and queued when due: (outcome, digest id if queued)."""
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
     earlier = store.digest_status(subscriber.id, period)
     if earlier not in (None, "empty"):  # an empty period may still get papers that arrived later
         status, detail = _EARLIER[earlier]
-        return DigestOutcome(subscriber.id, status, period, detail=detail)
+        return DigestOutcome(subscriber.id, status, period, detail=detail), None
     if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
-        return DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}")
+        return DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}"), None
     try:
         digest = build_digest(config, store, subscriber, now=now, pool=pool())
         if not digest.items and subscriber.quiet_days == "skip":
             if not request.dry_run:
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)
-            return DigestOutcome(subscriber.id, "empty", period, considered=digest.considered, detail="nothing new passed the threshold")
+            return DigestOutcome(subscriber.id, "empty", period, considered=digest.considered, detail="nothing new passed the threshold"), None
         links = links_for(config, subscriber, signer=signer)
         email = renderer.render(digest, branding=_branding(config), links=links)
         message_id, message = build_message(email, envelope=_envelope(config, subscriber, links), now=now)
     except (RenderError, DeliveryError) as exc:
-        return DigestOutcome(subscriber.id, "failed", period, detail=str(exc))
+        return DigestOutcome(subscriber.id, "failed", period, detail=str(exc)), None
     counts = {"items": len(digest.items), "considered": digest.considered}
-    if request.dry_run or transport is None:
-        return DigestOutcome(subscriber.id, "dry-run", period, detail=email.subject, **counts)
+    if request.dry_run:
+        return DigestOutcome(subscriber.id, "dry-run", period, detail=email.subject, **counts), None
     digest_id = store.queue_digest(
         subscriber=subscriber.id, period=period, recipient=subscriber.email, subject=email.subject,
         message_id=message_id, message=message, items=[(item.entry.id, item.score) for item in digest.items],
         considered=digest.considered,
     )
     if digest_id is None:
-        return DigestOutcome(subscriber.id, "queued", period, detail="another run queued it first")
-    queued = QueuedDigest(digest_id, subscriber.id, period, subscriber.email, message, 0, "queued", None, None)
-    status, detail = _send(store, transport, config, queued)
-    return DigestOutcome(subscriber.id, status, period, detail=email.subject if status == "sent" else detail, **counts)
+        return DigestOutcome(subscriber.id, "queued", period, detail="another run queued it first"), None
+    return DigestOutcome(subscriber.id, "queued", period, detail=email.subject, **counts), digest_id
 
 
 _EARLIER = {
     "sent": ("already-sent", "this period's digest was sent"),
     "queued": ("queued", "this period's digest waits in the outbox"),
     "sending": ("queued", "this period's digest is being sent"),
-    "failed": ("gave-up", f"this period's digest failed {MAX_DELIVERY_ATTEMPTS} times; see `newsletter status`"),
+    "failed": ("gave-up", "this period's digest could not be delivered; see `newsletter status`, then `newsletter retry`"),
+    "bounced": ("bounced", "the server refused this reader's address; see `newsletter status`"),
 }
 
 
-def _flush_outbox(store: Store, transport: Transport, config: Config, *, subscribers: Iterable[str] | None, now: dt.datetime) -> list[DigestOutcome]:
-    """Deliver digests an earlier run queued but did not finish (it crashed, or the server failed)."""
-    outcomes = []
-    for pending in store.pending_digests(subscribers):
-        if pending.status == "sending" and not _abandoned(pending, now=now):
-            continue  # another live process is sending it right now
-        status, detail = _send(store, transport, config, pending)
-        outcomes.append(DigestOutcome(pending.subscriber, status, pending.period, detail=f"from the outbox: {detail}"))
-    return outcomes
-
-
-def _send(store: Store, transport: Transport, config: Config, pending: QueuedDigest) -> tuple[str, str]:
-    """Claim, send, record. Only the claimed message can be in flight twice (if this process dies mid-send)."""
-    if not store.claim_digest(pending, owner=_OWNER):
-        return "queued", "another process claimed it first"
-    try:
-        receipt = transport.send(pending.message, sender=config.sender, recipient=pending.recipient)
-    except DeliveryError as exc:
-        status = store.finish_digest(pending.id, error=str(exc), max_attempts=MAX_DELIVERY_ATTEMPTS)
-        later = "will retry on the next run" if status == "queued" else f"gave up after {MAX_DELIVERY_ATTEMPTS} attempts"
-        return "failed", f"{exc} ({later})"
-    store.finish_digest(pending.id, max_attempts=MAX_DELIVERY_ATTEMPTS)
-    return "sent", receipt
-
-
-_OWNER = f"{socket.gethostname()}:{os.getpid()}"
-CLAIM_LEASE = dt.timedelta(minutes=10)
-
-
-def _abandoned(pending: QueuedDigest, *, now: dt.datetime) -> bool:
-    """A "sending" claim whose process is gone (same host, pid not running) or whose lease ran out."""
-    if pending.claimed_at is None or dt.datetime.fromisoformat(pending.claimed_at) + CLAIM_LEASE < now:
-        return True
-    host, _, pid = (pending.claimed_by or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or pending.claimed_by == _OWNER:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def retry_failed(config: Config, *, subscriber_id: str | None = None, clock: Clock = utc_now) -> list[tuple[str, str, str]]:
+    """Failed and bounced digests back into the outbox: (subscriber, period, what happened)."""
+    with open_store(config, clock=clock, create=False) as store:
+        return store.requeue_failed(subscriber=subscriber_id)
 
 
 def _branding(config: Config) -> Branding:

@@ -27,7 +27,7 @@ import sqlite_utils
 from .errors import StoreError
 from .models import Entry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -117,6 +117,11 @@ class Store:
         if version < 1:
             with self.transaction():
                 self._create_v1()
+                self._upgrade_to_v2()
+                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version < 2:
+            with self.transaction():
+                self._upgrade_to_v2()
                 self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _create_v1(self) -> None:
@@ -158,6 +163,13 @@ class Store:
             pk=("subscriber", "entry_id"), foreign_keys=[("digest_id", "digests", "id")],
         )
         db["entries"].enable_fts(["title", "summary"], tokenize="porter", create_triggers=True)
+
+    def _upgrade_to_v2(self) -> None:
+        """The outbox learns retries with backoff, the server's reply, and which papers a digest carried."""
+        digests = self.db["digests"]
+        digests.add_column("next_attempt_at", str)  # a retrying digest waits until then
+        digests.add_column("last_reply", str)  # the server's reply to the last attempt ("250 2.0.0 queued as ...")
+        digests.add_column("item_ids", str)  # JSON list: its papers, to give back or take again on retry
 
     # --- feeds --------------------------------------------------------------
 
@@ -303,8 +315,10 @@ class Store:
             try:
                 cursor = conn.execute(
                     "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, message, items,"
-                    " considered, attempts, created_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?)",
-                    [subscriber, period, recipient, subject, message_id, message, len(items), considered, now],
+                    " considered, attempts, created_at, next_attempt_at, item_ids)"
+                    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                    [subscriber, period, recipient, subject, message_id, message, len(items), considered, now, now,
+                     json.dumps([entry_id for entry_id, _ in items])],
                 )
             except sqlite3.IntegrityError:
                 return None
@@ -327,19 +341,24 @@ class Store:
                 [subscriber, period, considered, self._now()],
             )
 
-    def pending_digests(self, subscribers: Iterable[str] | None = None) -> list[QueuedDigest]:
-        """Queued digests, and ones claimed for sending (their sender may have died), oldest first."""
-        where, params = "status IN ('queued', 'sending')", []
+    def pending_digests(self, subscribers: Iterable[str] | None = None, *, due_by: dt.datetime | None = None) -> list[QueuedDigest]:
+        """Queued digests whose (re)try time has come, and ones claimed for sending (their sender may have died)."""
+        due = _iso(due_by or self._clock())
+        where, params = "(status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) OR status = 'sending')", [due]
         if subscribers is not None:
             chosen = list(subscribers)
             where += f" AND subscriber IN ({', '.join('?' * len(chosen))})"
-            params = chosen
+            params += chosen
         cursor = self._query(
             "SELECT id, subscriber, period, recipient, message, attempts, status, claimed_by, claimed_at"
             f" FROM digests WHERE {where} ORDER BY id",
             params,
         )
         return [QueuedDigest(*row) for row in cursor]
+
+    def next_retry_at(self) -> dt.datetime | None:
+        row = self._query("SELECT min(next_attempt_at) FROM digests WHERE status = 'queued'").fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
 
     def claim_digest(self, digest: QueuedDigest, *, owner: str) -> bool:
         """Mark it "sending" by ``owner``, unless another process changed it since it was read."""
@@ -351,32 +370,99 @@ class Store:
             )
         return cursor.rowcount == 1
 
-    def finish_digest(self, digest_id: int, *, error: str | None = None, max_attempts: int) -> str:
-        """Record the outcome; returns the new status ("sent", "queued" to retry, or "failed").
+    def finish_digest(self, digest_id: int, outcome: DeliveryOutcome) -> str:
+        """Record one attempt; returns the new status: "sent", "queued" (to retry), "failed" or "bounced".
 
-        A digest that finally fails gives its papers back, so a later digest can carry them.
+        A transient failure waits ``retry_after`` doubled for each earlier attempt;
+        a digest that bounced or finally failed gives its papers back, so a later
+        digest can carry them.
         """
+        now = self._clock()
         with self.transaction() as conn:
-            if error is None:
-                conn.execute("UPDATE digests SET status = 'sent', sent_at = ?, last_error = NULL WHERE id = ?", [self._now(), digest_id])
+            if outcome.error is None:
+                conn.execute(
+                    "UPDATE digests SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL, last_reply = ?,"
+                    " next_attempt_at = NULL WHERE id = ?",
+                    [_iso(now), outcome.reply, digest_id],
+                )
                 return "sent"
             attempts = conn.execute("SELECT attempts + 1 FROM digests WHERE id = ?", [digest_id]).fetchone()[0]
-            status = "failed" if attempts >= max_attempts else "queued"
+            status = "bounced" if outcome.permanent else "failed" if attempts >= outcome.max_attempts else "queued"
+            retry_at = now + dt.timedelta(seconds=outcome.retry_after * 2 ** (attempts - 1)) if status == "queued" else None
             conn.execute(
-                "UPDATE digests SET status = ?, attempts = ?, last_error = ?, claimed_by = NULL, claimed_at = NULL WHERE id = ?",
-                [status, attempts, error, digest_id],
+                "UPDATE digests SET status = ?, attempts = ?, last_error = ?, last_reply = ?, next_attempt_at = ?,"
+                " claimed_by = NULL, claimed_at = NULL WHERE id = ?",
+                [status, attempts, outcome.error, outcome.reply, _iso(retry_at) if retry_at else None, digest_id],
             )
-            if status == "failed":
+            if status in ("failed", "bounced"):
                 conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest_id])
             return status
 
+    def release_digest(self, digest_id: int) -> None:
+        """Give a claimed digest back to the queue untouched (the run stopped before sending it)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE digests SET status = 'queued', claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'sending'", [digest_id])
+
+    def requeue_failed(self, *, subscriber: str | None = None) -> list[tuple[str, str, str]]:
+        """Failed and bounced digests back to the queue: (subscriber, period, "requeued" | why not).
+
+        A digest whose papers have meanwhile gone out in another digest stays as
+        it is: sending it now would give the reader those papers twice.
+        """
+        where, params = "status IN ('failed', 'bounced')", []
+        if subscriber is not None:
+            where, params = where + " AND subscriber = ?", [subscriber]
+        results = []
+        with self.transaction() as conn:
+            rows = conn.execute(f"SELECT id, subscriber, period, item_ids, created_at FROM digests WHERE {where} ORDER BY id", params).fetchall()
+            for digest_id, owner, period, item_ids, created_at in rows:
+                items = json.loads(item_ids or "[]")
+                taken = conn.execute(
+                    f"SELECT count(*) FROM sent_items WHERE subscriber = ? AND entry_id IN ({', '.join('?' * len(items))})",
+                    [owner, *items],
+                ).fetchone()[0] if items else 0
+                if taken:
+                    results.append((owner, period, f"not requeued: {taken} of its {len(items)} papers went out in a later digest"))
+                    continue
+                conn.execute(
+                    "UPDATE digests SET status = 'queued', attempts = 0, next_attempt_at = ?, claimed_by = NULL, claimed_at = NULL"
+                    " WHERE id = ?",
+                    [self._now(), digest_id],
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO sent_items (subscriber, entry_id, digest_id, rank, score, created_at) VALUES (?, ?, ?, ?, NULL, ?)",
+                    [(owner, entry_id, digest_id, rank, created_at) for rank, entry_id in enumerate(items, 1)],
+                )
+                results.append((owner, period, "requeued"))
+        return results
+
     def digest_summary(self, *, days: int = 14) -> list[dict[str, Any]]:
-        """Per period and status: how many digests, and the last error."""
+        """Per period: how many digests are sent, queued, retrying, sending, bounced, failed or empty; the last error."""
         return _dicts(self._query(
-            "SELECT period, status, count(*) AS n, max(last_error) AS last_error FROM digests"
-            " GROUP BY period, status ORDER BY period DESC, status LIMIT ?",
-            [days * 6],
+            "SELECT period,"
+            " sum(status = 'sent') AS sent,"
+            " sum(status = 'queued' AND attempts = 0) AS queued,"
+            " sum(status = 'queued' AND attempts > 0) AS retrying,"
+            " sum(status = 'sending') AS sending,"
+            " sum(status = 'bounced') AS bounced,"
+            " sum(status = 'failed') AS failed,"
+            " sum(status = 'empty') AS empty,"
+            " (SELECT d2.last_error FROM digests d2 WHERE d2.period = d.period AND d2.last_error IS NOT NULL"
+            "   ORDER BY d2.id DESC LIMIT 1) AS last_error"
+            " FROM digests d GROUP BY period ORDER BY period DESC LIMIT ?",
+            [days],
         ))
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """One delivery attempt, as finish_digest records it."""
+
+    max_attempts: int
+    retry_after: int  # seconds; doubled for each earlier attempt
+    reply: str | None = None  # the server's reply
+    error: str | None = None  # None: sent
+    permanent: bool = False  # a 5xx for the recipient: bounced, never retried
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -22,6 +22,7 @@ from conftest import (
 from newsletter import pipeline
 from newsletter.deliver import MaildirTransport
 from newsletter.errors import DeliveryError
+from newsletter.outbox import CLAIM_LEASE
 from newsletter.store import Store
 
 
@@ -52,29 +53,37 @@ def _row(config_db: Path, subscriber: str) -> tuple[str, int, str | None]:
         return store.db.execute("SELECT status, attempts, last_error FROM digests WHERE subscriber = ?", [subscriber]).fetchone()
 
 
-def test_failures_are_retried_then_given_up_and_papers_given_back(deployment: Deployment) -> None:
+def test_failures_are_retried_with_backoff_then_given_up_and_papers_given_back(deployment: Deployment) -> None:
+    deployment.extra = '\n[delivery]\nmax_attempts = 3\nretry_after = "1m"\n'
     config = _deployment(deployment).config()
     down = DownTransport()
     request = pipeline.DigestRequest(subscriber_ids=("grace",), ignore_time=True)
     first = pipeline.run_digests(config, request, clock=fixed_clock(NOON), transport=down)
-    assert [o.status for o in first.digests] == ["failed"] and "will retry" in first.digests[0].detail
+    assert [o.status for o in first.digests] == ["retrying"] and "will retry" in first.digests[0].detail
     assert _row(config.database, "grace")[:2] == ("queued", 1)
-    for _ in range(pipeline.MAX_DELIVERY_ATTEMPTS + 2):
-        pipeline.run_digests(config, request, clock=fixed_clock(NOON), transport=down)
+    pipeline.run_digests(config, request, clock=fixed_clock(NOON + dt.timedelta(seconds=59)), transport=down)
+    assert down.attempts == 1  # the first retry waits retry_after
+    pipeline.run_digests(config, request, clock=fixed_clock(NOON + dt.timedelta(minutes=1)), transport=down)
+    pipeline.run_digests(config, request, clock=fixed_clock(NOON + dt.timedelta(minutes=2)), transport=down)
+    assert down.attempts == 2  # the second waits twice as long
+    last = pipeline.run_digests(config, request, clock=fixed_clock(NOON + dt.timedelta(minutes=3)), transport=down)
+    assert [o.status for o in last.digests] == ["queued", "failed"] and "gave up after 3 attempts" in last.digests[1].detail
     status, attempts, error = _row(config.database, "grace")
-    assert (status, attempts) == ("failed", pipeline.MAX_DELIVERY_ATTEMPTS) and "connection refused" in (error or "")
-    assert down.attempts == pipeline.MAX_DELIVERY_ATTEMPTS  # no retry after giving up
+    assert (status, attempts) == ("failed", 3) and "connection refused" in (error or "")
+    pipeline.run_digests(config, request, clock=fixed_clock(NOON + dt.timedelta(hours=5)), transport=down)
+    assert down.attempts == 3  # no retry after giving up
     # The papers were never delivered, so they are offered again.
     assert len(pipeline.rank_for(config, "grace", clock=fixed_clock(NOON))) == 10
-    last = pipeline.run_digests(config, request, clock=fixed_clock(NOON), transport=down)
-    assert [o.status for o in last.digests] == ["gave-up"]
+    again = pipeline.run_digests(config, request, clock=fixed_clock(NOON), transport=down)
+    assert [o.status for o in again.digests] == ["gave-up"]
 
 
 def test_a_run_for_one_subscriber_leaves_the_others_queue_alone(deployment: Deployment) -> None:
     config = _deployment(deployment).config()
     pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=fixed_clock(NOON), transport=DownTransport())
-    report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON))
-    assert [(o.subscriber, o.status) for o in report.digests] == [("ada", "sent"), ("ada", "already-sent")]
+    later = fixed_clock(NOON + dt.timedelta(minutes=5))
+    report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=later)
+    assert [(o.subscriber, o.status) for o in report.digests] == [("ada", "queued"), ("ada", "sent")]
     assert _row(config.database, "grace")[0] == "queued"
 
 
@@ -82,8 +91,8 @@ def test_only_one_process_can_claim_a_queued_digest(deployment: Deployment) -> N
     config = _deployment(deployment).config()
     pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON), transport=DownTransport())
     with Store(config.database, clock=lambda: NOON) as one, Store(config.database, clock=lambda: NOON) as two:
-        (seen_by_one,) = one.pending_digests()
-        (seen_by_two,) = two.pending_digests()
+        (seen_by_one,) = one.pending_digests(due_by=NOON + dt.timedelta(hours=1))
+        (seen_by_two,) = two.pending_digests(due_by=NOON + dt.timedelta(hours=1))
         assert one.claim_digest(seen_by_one, owner="host-a:1")
         assert not two.claim_digest(seen_by_two, owner="host-b:2")
 
@@ -93,10 +102,10 @@ def test_a_send_abandoned_by_a_dead_process_is_resent_once(deployment: Deploymen
     pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON), transport=DownTransport())
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with Store(config.database, clock=lambda: NOON) as store:
-        (pending,) = store.pending_digests()
+        (pending,) = store.pending_digests(due_by=NOON + dt.timedelta(hours=1))
         assert store.claim_digest(pending, owner=f"{socket.gethostname()}:{dead.stdout.strip()}")
     report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON))
-    assert [o.status for o in report.digests] == ["sent", "already-sent"]  # resent from the outbox; nothing new queued
+    assert [o.status for o in report.digests] == ["queued", "sent"]  # found in the outbox and resent; nothing new queued
     assert len(mailbox.Maildir(config.maildir, create=False)) == 1
 
 
@@ -106,14 +115,14 @@ def test_a_send_in_flight_in_a_live_process_is_left_alone(deployment: Deployment
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         with Store(config.database, clock=lambda: NOON) as store:
-            (pending,) = store.pending_digests()
+            (pending,) = store.pending_digests(due_by=NOON + dt.timedelta(hours=1))
             assert store.claim_digest(pending, owner=f"{socket.gethostname()}:{live.pid}")
         report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(NOON))
         assert [o.status for o in report.digests] == ["queued"]
         assert not config.maildir.exists() or len(mailbox.Maildir(config.maildir, create=False)) == 0
-        later = NOON + pipeline.CLAIM_LEASE + dt.timedelta(minutes=1)  # the lease ran out: the claim is stale
+        later = NOON + CLAIM_LEASE + dt.timedelta(minutes=1)  # the lease ran out: the claim is stale
         report = pipeline.run_digests(config, pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True), clock=fixed_clock(later))
-        assert [o.status for o in report.digests][0] == "sent"
+        assert [o.status for o in report.digests] == ["queued", "sent"]
     finally:
         live.kill()
         live.wait()
@@ -160,7 +169,8 @@ def test_a_missing_link_secret_still_delivers_what_was_queued(deployment: Deploy
     deployment.header += 'base_url = "https://papers.example.org"\n'
     deployment.extra = '\n[web]\nsecret_env = "TEST_LINK_SECRET_UNSET"\n'
     monkeypatch.delenv("TEST_LINK_SECRET_UNSET", raising=False)
-    report = pipeline.run_digests(deployment.config(), pipeline.DigestRequest(ignore_time=True), clock=fixed_clock(NOON))
+    later = fixed_clock(NOON + dt.timedelta(minutes=5))  # the failed attempt's retry is due
+    report = pipeline.run_digests(deployment.config(), pipeline.DigestRequest(ignore_time=True), clock=later)
     assert [(o.subscriber, o.status) for o in report.digests] == [("grace", "sent")]  # the queued one, from the outbox
     assert not report.ok and any("TEST_LINK_SECRET_UNSET" in problem for problem in report.problems)
     assert _row(config.database, "ada") is None  # nothing new was queued without valid links

@@ -1,0 +1,148 @@
+"""Delivering the outbox: claim, send, record — with backoff, bounces, a rate limit and a clean stop.
+
+Part of the pipeline layer (it wires ``store`` and ``deliver``; no stage
+imports it). Every digest is already rendered and stored as queued before
+this runs, so a crash anywhere loses nothing: the next run finds the rows.
+
+Exactly-once, as far as SMTP allows: a row is claimed ("sending", with this
+process's host:pid) in one transaction before the message leaves, and marked
+sent in another right after. A process killed between the two leaves one
+"sending" row; the next run sees its process is gone and sends it again —
+the single message that can arrive twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+
+from .errors import DeliveryError, RecipientRefused, ServerUnavailable
+from .models import DigestOutcome
+from .store import DeliveryOutcome, QueuedDigest, Store
+
+Clock = Callable[[], dt.datetime]
+CLAIM_LEASE = dt.timedelta(minutes=10)  # a claim older than this is abandoned, whoever holds it
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    sender: str
+    max_attempts: int = 8
+    retry_after: int = 60  # seconds before the first retry, doubled after each further failure
+    rate_limit: int = 0  # messages per minute, 0 = no limit
+
+
+class RateLimiter:
+    """At most ``per_minute`` sends a minute, spaced evenly; waiting ends early when ``stop`` is set."""
+
+    def __init__(self, per_minute: int, *, monotonic: Callable[[], float] = time.monotonic, stop: threading.Event | None = None,
+                 sleep: Callable[[float], object] | None = None) -> None:
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self._monotonic = monotonic
+        self._sleep = sleep or (stop.wait if stop is not None else time.sleep)
+        self._next = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = self._monotonic()
+        if now < self._next:
+            self._sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
+
+def deliver_outbox(
+    store: Store, transport: object, *, policy: DeliveryPolicy, clock: Clock, subscribers: Iterable[str] | None = None,
+    built: dict[int, DigestOutcome] | None = None, stop: threading.Event | None = None, limiter: RateLimiter | None = None,
+) -> Iterator[DigestOutcome]:
+    """Send every due digest (fresh ones, retries whose time has come, abandoned claims); one outcome each.
+
+    ``built`` holds the outcomes of digests this run just queued (subject, counts), keyed by digest id.
+    A bounce is recorded and the batch goes on; a server that cannot be reached stops the batch.
+    """
+    built = built or {}
+    limiter = limiter or RateLimiter(policy.rate_limit, stop=stop)
+    pending = store.pending_digests(subscribers, due_by=clock())
+    for position, queued in enumerate(pending):
+        if queued.status == "sending" and not _abandoned(queued, now=clock()):
+            continue  # another live process is sending it right now
+        if stop is not None and stop.is_set():
+            yield from _left_queued(pending[position:], built, "stopped before sending; the next run sends it")
+            return
+        limiter.wait()
+        outcome, server_down = _send_one(store, transport, queued, policy=policy)
+        yield _merged(outcome, built.get(queued.id))
+        if server_down:
+            yield from _left_queued(pending[position + 1 :], built, "not tried: the server is unavailable; the next run retries")
+            return
+
+
+def _send_one(store: Store, transport: object, queued: QueuedDigest, *, policy: DeliveryPolicy) -> tuple[DigestOutcome, bool]:
+    """Claim, send, record: (the outcome, whether the server is unavailable for the rest of the batch).
+
+    Only the claimed message can be in flight twice (if this process dies mid-send).
+    """
+    if not store.claim_digest(queued, owner=owner_id()):
+        return DigestOutcome(queued.subscriber, "queued", queued.period, detail="another process claimed it first"), False
+    attempt = {"max_attempts": policy.max_attempts, "retry_after": policy.retry_after}
+    try:
+        reply = transport.send(queued.message, sender=policy.sender, recipient=queued.recipient)  # type: ignore[attr-defined]
+    except RecipientRefused as exc:
+        store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc), permanent=True))
+        return DigestOutcome(queued.subscriber, "bounced", queued.period, detail=str(exc)), False
+    except DeliveryError as exc:
+        status = store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc)))
+        server_down = isinstance(exc, ServerUnavailable)
+        if status == "failed":
+            return DigestOutcome(queued.subscriber, "failed", queued.period, detail=f"{exc} (gave up after {policy.max_attempts} attempts)"), server_down
+        return DigestOutcome(queued.subscriber, "retrying", queued.period, detail=f"{exc} (will retry)"), server_down
+    store.finish_digest(queued.id, DeliveryOutcome(**attempt, reply=reply))
+    return DigestOutcome(queued.subscriber, "sent", queued.period, detail=reply), False
+
+
+def _reply_of(exc: DeliveryError) -> str | None:
+    """The server's "451 4.3.0 try later" at the end of a delivery error, when there is one."""
+    text = str(exc)
+    tail = text.rsplit(": ", 1)[-1]
+    return tail if tail[:3].isdigit() else None
+
+
+def _merged(outcome: DigestOutcome, built: DigestOutcome | None) -> DigestOutcome:
+    """A fresh digest's outcome keeps its subject and counts; one from an earlier run says so."""
+    if built is None:
+        return replace(outcome, detail=f"from the outbox: {outcome.detail}")
+    detail = built.detail if outcome.status == "sent" else outcome.detail
+    return replace(outcome, items=built.items, considered=built.considered, detail=detail)
+
+
+def _left_queued(rest: list[QueuedDigest], built: dict[int, DigestOutcome], why: str) -> Iterator[DigestOutcome]:
+    for queued in rest:
+        if queued.id in built:
+            yield replace(built[queued.id], status="queued", detail=why)
+
+
+def owner_id() -> str:
+    """host:pid of this process (computed each time: a forked worker is another owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _abandoned(queued: QueuedDigest, *, now: dt.datetime) -> bool:
+    """A "sending" claim whose process is gone (same host, pid not running) or whose lease ran out."""
+    if queued.claimed_at is None or dt.datetime.fromisoformat(queued.claimed_at) + CLAIM_LEASE < now:
+        return True
+    host, _, pid = (queued.claimed_by or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or queued.claimed_by == owner_id():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
