@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import tempfile
+import threading
 import webbrowser
 from pathlib import Path
 from typing import Any, NoReturn
@@ -88,7 +89,8 @@ def ingest(ctx: click.Context, feed_name: str | None) -> None:
     Example:
       newsletter ingest --feed daily-papers
     """
-    report = pipeline.ingest_feeds(_config(ctx), only=feed_name, on_feed=_print_feed)
+    with _Progress() as progress:
+        report = pipeline.ingest_feeds(_config(ctx), only=feed_name, on_feed=progress.later(_print_feed), progress=progress)
     totals = {key: sum(getattr(feed, key) for feed in report.feeds) for key in ("new", "duplicate", "updated")}
     failed = sum(feed.failed for feed in report.feeds)
     click.echo(f"total: {totals['new']} new, {totals['duplicate']} duplicate, {totals['updated']} updated, {failed} failed")
@@ -212,15 +214,101 @@ def digest(ctx: click.Context, subscribers: tuple[str, ...], everyone: bool, dry
     """
     request = pipeline.DigestRequest(subscriber_ids=subscribers, ignore_time=everyone or bool(subscribers), dry_run=dry_run)
     config = _config(ctx)
-    report = pipeline.run_digests(config, request, on_digest=_print_digest)
+    stop = _stop_on_signals()
+    with _Progress() as progress:
+        report = pipeline.run_digests(
+            config, request, on_digest=progress.later(_print_digest), stop=stop, progress=progress, lock=not dry_run,
+        )
     for problem in report.problems:
         click.secho(f"error: {problem}", err=True, fg="red")
-    counts = {status: sum(o.status == status for o in report.digests) for status in ("sent", "empty", "failed", "dry-run")}
+    states = ("sent", "queued", "retrying", "bounced", "empty", "failed", "dry-run")
+    counts = {status: sum(o.status == status for o in report.digests) for status in states}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in ("sent", "failed"))
     where = f" into {config.maildir}" if config.delivery_method == "maildir" and counts["sent"] else ""
-    click.echo(f"total: {summary}{where}")
+    click.echo(f"total: {summary}{where}" + ("; stopped by a signal, the rest stays queued" if stop.is_set() else ""))
     if not report.ok:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--subscriber", "subscriber_id", metavar="ID", help="Only this subscriber's digests.")
+@click.pass_context
+def retry(ctx: click.Context, subscriber_id: str | None) -> None:
+    """Put failed and bounced digests back in the outbox; the next `digest` or `run` sends them.
+
+    A digest whose papers have since gone out in a later digest stays as it
+    is (the reader would get those papers twice).
+
+    \b
+    Example:
+      newsletter retry && newsletter digest
+    """
+    results = pipeline.retry_failed(_config(ctx), subscriber_id=subscriber_id)
+    for subscriber, period, what in results:
+        click.echo(f"{subscriber} [{period}]: {what}")
+    requeued = sum(what == "requeued" for _, _, what in results)
+    click.echo(f"total: {requeued} requeued, {len(results) - requeued} left as they are")
+
+
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM / SIGINT: finish the message in flight, then stop; what is left stays queued."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop now (the outbox keeps the claim; the next run resends it)
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo(f"\n{signal.Signals(signum).name}: stopping after the message in flight", err=True)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
+class _Progress:
+    """A progress bar per phase on a terminal; elsewhere (cron, logs) plain lines as each item finishes.
+
+    ``later(print_line)`` defers a per-item line while a bar is drawn, so the bar is not torn apart.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self._bar: Any = None
+        self._label = ""
+        self._deferred: list[Any] = []
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None or label.split()[0] != self._label.split()[0]:
+            self._finish()
+            self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr, show_pos=True)
+            self._bar.__enter__()
+        self._label = label
+        self._bar.label = label
+        self._bar.update(max(0, done - self._bar.pos))
+
+    def later(self, print_line: Any) -> Any:
+        def deferred(item: Any) -> None:
+            if self.enabled:
+                self._deferred.append(lambda: print_line(item))
+            else:
+                print_line(item)
+
+        return deferred
+
+    def _finish(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finish()
+        for print_line in self._deferred:
+            print_line()
 
 
 def _print_digest(outcome: DigestOutcome) -> None:

@@ -153,5 +153,5 @@ class RunReport:
         return (
             not self.problems
             and not any(feed.failed for feed in self.feeds)
-            and not any(outcome.status == "failed" for outcome in self.digests)
+            and not any(outcome.status in ("failed", "bounced") for outcome in self.digests)
         )

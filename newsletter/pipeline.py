@@ -34,6 +34,7 @@ from .deliver import (
 )
 from .errors import ConfigError, DeliveryError, FeedError, RenderError
 from .links import DigestLinks, LinkSigner, digest_links, signer_from_env
+from .lock import sender_lock
 from .models import (
     CorpusStats,
     Digest,
@@ -52,6 +53,7 @@ from .store import Store
 from .subscribers import Defaults, LoadedSubscribers, find_subscriber, load_subscribers
 
 Clock = Callable[[], dt.datetime]
+Progress = Callable[[str, int, int], None]  # (what, done, total): the CLI draws a bar on a terminal
 
 
 @contextmanager
@@ -72,7 +74,7 @@ def http_client(config: Config) -> httpx.Client:
 
 def ingest_feeds(
     config: Config, *, only: str | None = None, client: httpx.Client | None = None, clock: Clock = utc_now,
-    on_feed: Callable[[FeedReport], None] | None = None,
+    on_feed: Callable[[FeedReport], None] | None = None, progress: Progress | None = None,
 ) -> RunReport:
     """Fetch every configured feed (or one), store new entries, report each feed."""
     feeds = [feed for feed in config.feeds if only is None or feed.name == only]
@@ -84,11 +86,15 @@ def ingest_feeds(
     reports = []
     try:
         with open_store(config, clock=clock) as store:
-            for feed in feeds:
+            for done, feed in enumerate(feeds):
+                if progress:
+                    progress(f"ingesting {feed.name}", done, len(feeds))
                 report = _ingest_one(feed, store=store, client=client, config=config)
                 reports.append(report)
                 if on_feed:
                     on_feed(report)
+            if progress:
+                progress("ingesting", len(feeds), len(feeds))
     finally:
         if own_client:
             client.close()
@@ -225,14 +231,21 @@ class DigestRequest:
 def run_digests(
     config: Config, request: DigestRequest = DigestRequest(), *, clock: Clock = utc_now, transport: Transport | None = None,
     on_digest: Callable[[DigestOutcome], None] | None = None, stop: threading.Event | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: RateLimiter | None = None, progress: Progress | None = None, lock: bool = False,
 ) -> RunReport:
     """Queue every digest that is due now (rendered, stored), then deliver the outbox.
 
     Nothing connects to a mail server until every due digest is stored, so a
     failure or a crash while sending loses nothing. ``stop`` (set by SIGTERM)
     ends the run after the message in flight; what is left stays queued.
+    ``lock`` takes the database's sender lock for the run (the CLI's `digest`;
+    the scheduler holds it for its whole life instead).
     """
+    if lock:
+        with sender_lock(config.database, command="digest"):
+            return run_digests(
+                config, request, clock=clock, transport=transport, on_digest=on_digest, stop=stop, limiter=limiter, progress=progress,
+            )
     loaded = subscribers_of(config)
     problems = list(loaded.problems)
     chosen = _chosen(config, loaded, request.subscriber_ids, problems)
@@ -250,10 +263,14 @@ def run_digests(
             on_digest(outcome)
 
     with open_store(config, clock=clock) as store:
-        built = _queue_due(config, store, chosen, request=request, renderer=renderer, signer=signer, clock=clock, stop=stop, report=report)
+        built = _queue_due(
+            config, store, chosen, request=request, renderer=renderer, signer=signer, clock=clock, stop=stop, report=report, progress=progress,
+        )
         if not request.dry_run:
             only = [subscriber.id for subscriber in chosen] if request.subscriber_ids else None
-            _deliver(config, store, transport, clock=clock, subscribers=only, built=built, stop=stop, limiter=limiter, report=report)
+            _deliver(
+                config, store, transport, clock=clock, subscribers=only, built=built, stop=stop, limiter=limiter, report=report, progress=progress,
+            )
     return RunReport(digests=tuple(outcomes), problems=tuple(problems))
 
 
@@ -270,7 +287,7 @@ def deliver_due(
             on_digest(outcome)
 
     with open_store(config, clock=clock) as store:
-        _deliver(config, store, transport, clock=clock, subscribers=None, built={}, stop=stop, limiter=None, report=report)
+        _deliver(config, store, transport, clock=clock, subscribers=None, built={}, stop=stop, limiter=None, report=report, progress=None)
     return RunReport(digests=tuple(outcomes))
 
 
@@ -288,6 +305,7 @@ def _chosen(config: Config, loaded: LoadedSubscribers, wanted: Sequence[str], pr
 def _queue_due(
     config: Config, store: Store, chosen: list[Subscriber], *, request: DigestRequest, renderer: Renderer,
     signer: LinkSigner | None, clock: Clock, stop: threading.Event | None, report: Callable[[DigestOutcome], None],
+    progress: Progress | None,
 ) -> dict[int, DigestOutcome]:
     """Render and store every due digest; returns the queued ones' outcomes by digest id (for the send phase)."""
     pools: list[Pool] = []
@@ -298,7 +316,9 @@ def _queue_due(
         return pools[0]
 
     built: dict[int, DigestOutcome] = {}
-    for subscriber in chosen:
+    for done, subscriber in enumerate(chosen):
+        if progress:
+            progress("building digests", done, len(chosen))
         if stop is not None and stop.is_set():
             break
         outcome, digest_id = _queue_digest(config, store, subscriber, request=request, renderer=renderer, now=clock(), pool=pool, signer=signer)
@@ -306,22 +326,28 @@ def _queue_due(
             report(outcome)
         else:
             built[digest_id] = outcome
+    if progress:
+        progress("building digests", len(chosen), len(chosen))
     return built
 
 
 def _deliver(
     config: Config, store: Store, transport: Transport | None, *, clock: Clock, subscribers: list[str] | None,
     built: dict[int, DigestOutcome], stop: threading.Event | None, limiter: RateLimiter | None,
-    report: Callable[[DigestOutcome], None],
+    report: Callable[[DigestOutcome], None], progress: Progress | None,
 ) -> None:
-    if not built and not store.pending_digests(subscribers, due_by=clock()):
+    due = len(store.pending_digests(subscribers, due_by=clock()))
+    if not due:
         return  # nothing to send: no connection to the mail server at all
     own_transport = transport is None
     transport = transport or make_transport(config)
     policy = DeliveryPolicy(sender=config.sender, max_attempts=config.max_attempts, retry_after=config.retry_after, rate_limit=config.rate_limit)
     try:
-        for outcome in deliver_outbox(store, transport, policy=policy, clock=clock, subscribers=subscribers, built=built, stop=stop, limiter=limiter):
+        outcomes = deliver_outbox(store, transport, policy=policy, clock=clock, subscribers=subscribers, built=built, stop=stop, limiter=limiter)
+        for done, outcome in enumerate(outcomes, start=1):
             report(outcome)
+            if progress:
+                progress("sending", min(done, due), due)
     finally:
         if own_transport:
             transport.close()
