@@ -255,13 +255,7 @@ def run_digests(
     except ConfigError as exc:  # no new digest can carry valid links; those already queued still go out
         problems.append(str(exc))
         signer, chosen = None, []
-    outcomes: list[DigestOutcome] = []
-
-    def report(outcome: DigestOutcome) -> None:
-        outcomes.append(outcome)
-        if on_digest:
-            on_digest(outcome)
-
+    report = _Outcomes(on_digest)
     with open_store(config, clock=clock) as store:
         built = _queue_due(
             config, store, chosen, request=request, renderer=renderer, signer=signer, clock=clock, stop=stop, report=report, progress=progress,
@@ -271,7 +265,7 @@ def run_digests(
             _deliver(
                 config, store, transport, clock=clock, subscribers=only, built=built, stop=stop, limiter=limiter, report=report, progress=progress,
             )
-    return RunReport(digests=tuple(outcomes), problems=tuple(problems))
+    return RunReport(digests=tuple(report.outcomes), problems=tuple(problems))
 
 
 def deliver_due(
@@ -279,16 +273,23 @@ def deliver_due(
     on_digest: Callable[[DigestOutcome], None] | None = None,
 ) -> RunReport:
     """Send what waits in the outbox and is due (retries whose backoff has passed, abandoned claims)."""
-    outcomes: list[DigestOutcome] = []
-
-    def report(outcome: DigestOutcome) -> None:
-        outcomes.append(outcome)
-        if on_digest:
-            on_digest(outcome)
-
+    report = _Outcomes(on_digest)
     with open_store(config, clock=clock) as store:
         _deliver(config, store, transport, clock=clock, subscribers=None, built={}, stop=stop, limiter=None, report=report, progress=None)
-    return RunReport(digests=tuple(outcomes))
+    return RunReport(digests=tuple(report.outcomes))
+
+
+class _Outcomes:
+    """Collects a run's outcomes and passes each on as it happens (the CLI prints them live)."""
+
+    def __init__(self, on_digest: Callable[[DigestOutcome], None] | None) -> None:
+        self.outcomes: list[DigestOutcome] = []
+        self._on_digest = on_digest
+
+    def __call__(self, outcome: DigestOutcome) -> None:
+        self.outcomes.append(outcome)
+        if self._on_digest:
+            self._on_digest(outcome)
 
 
 def _chosen(config: Config, loaded: LoadedSubscribers, wanted: Sequence[str], problems: list[str]) -> list[Subscriber]:
