@@ -52,7 +52,7 @@ def emails_per_second(renderer: Renderer, digests: list[Digest]) -> tuple[float,
     started = time.perf_counter()
     size = 0
     for digest in digests:
-        links = digest_links(subscriber_id=digest.subscriber.id, sender=BRANDING.sender, base_url=None, signer=None)
+        links = digest_links(subscriber_id=digest.subscriber.id, sender=BRANDING.sender, base_url=None, signer=None, issued=dt.date(2026, 11, 26))
         size += len(renderer.render(digest, branding=BRANDING, links=links).html.encode())
     return len(digests) / (time.perf_counter() - started), size // len(digests)
 

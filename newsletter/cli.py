@@ -250,6 +250,24 @@ def retry(ctx: click.Context, subscriber_id: str | None) -> None:
     click.echo(f"total: {requeued} requeued, {len(results) - requeued} left as they are")
 
 
+@main.command()
+@click.argument("subscriber")
+@click.pass_context
+def resubscribe(ctx: click.Context, subscriber: str) -> None:
+    """Undo SUBSCRIBER's unsubscribe: their digests start again from the next due one.
+
+    \b
+    Example:
+      newsletter resubscribe ada
+    """
+    from . import actions
+
+    if actions.resubscribe(_config(ctx), subscriber):
+        click.echo(f"{subscriber}: resubscribed")
+    else:
+        click.echo(f"{subscriber}: was not unsubscribed; nothing to do")
+
+
 def _stop_on_signals() -> threading.Event:
     """SIGTERM / SIGINT: finish the message in flight, then stop; what is left stays queued."""
     stop = threading.Event()
@@ -318,7 +336,7 @@ def _print_digest(outcome: DigestOutcome) -> None:
     click.secho(f"{outcome.subscriber} [{outcome.period}]: {outcome.status}{picked}{detail}", fg=colour)
 
 
-DIGEST_STATES = ("sent", "queued", "retrying", "sending", "bounced", "failed", "empty")
+DIGEST_STATES = ("sent", "queued", "retrying", "sending", "bounced", "failed", "empty", "cancelled")
 
 
 @main.command()
@@ -348,30 +366,33 @@ def status(ctx: click.Context) -> None:
         click.echo(f"  {row['period']}: {counts}{error}")
     if any(row["failed"] or row["bounced"] for row in info["digests"]):
         click.echo("  (`newsletter retry` puts failed and bounced digests back in the outbox)")
+    if info["unsubscribed"]:
+        click.echo("unsubscribed (their files stay in subscribers/; `newsletter resubscribe ID` undoes it):")
+        for subscriber_id, row in info["unsubscribed"].items():
+            click.echo(f"  {subscriber_id}: since {row['at']} ({row['via']})")
 
 
 @main.command()
+@click.option("--reload-every", type=click.FloatRange(min=0.1), default=30.0, show_default=True, metavar="SECONDS",
+              help="How often subscriber files and config.toml are re-read.")
 @click.pass_context
-def run(ctx: click.Context) -> None:
+def run(ctx: click.Context, reload_every: float) -> None:
     """Run the scheduler: ingest every ingest_every, each digest at its reader's local send_at.
+
+    Edits to subscriber files and config.toml take effect without a restart.
+    A digest missed while the scheduler was down goes out when it starts, if
+    it is still the reader's day (or week). Only one `run` per database.
+    SIGTERM or Ctrl-C stops after the message in flight.
 
     \b
     Example:
       newsletter --config /srv/papers/config.toml run
     """
-    from .schedule import build_scheduler
+    from .schedule import Intervals, run_scheduler
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    config = _config(ctx)
-    scheduler = build_scheduler(config.path, on_report=_log_report)
-    # SIGTERM stops like Ctrl-C: the job in flight finishes, then the scheduler exits.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    click.echo(f"scheduler started for {config.path} (Ctrl-C to stop)")
-    try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        scheduler.shutdown(wait=True)
+    run_scheduler(ctx.obj, stop=_stop_on_signals(), on_report=_log_report, intervals=Intervals(sync=reload_every))
 
 
 def _log_report(kind: str, report: RunReport) -> None:

@@ -72,6 +72,7 @@ class Config:
     rate_limit: int  # messages per minute, 0 = no limit
     smtp: SmtpConfig
     secret_env: str
+    link_days: int  # how long a feedback link in an email keeps working
     fetch_timeout: float
     max_feed_bytes: int
 
@@ -92,7 +93,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
     "schedule": {"ingest_every": "30m", "send_at": "07:00"},
     "ranking": {"max_items": 10, "lookback_days": 7, "min_score": 1.0, "diversity": 0.3},
     "delivery": {"method": "maildir", "maildir": "outbox", "quiet_days": "skip", "max_attempts": 8, "retry_after": "1m", "rate_limit": 0},
-    "web": {"secret_env": "NEWSLETTER_SECRET"},
+    "web": {"secret_env": "NEWSLETTER_SECRET", "link_days": 90},
     "smtp": {
         "host": "localhost",
         "port": 587,
@@ -185,6 +186,7 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
         rate_limit=delivery["rate_limit"],
         smtp=smtp,
         secret_env=str(sections["web"]["secret_env"]),
+        link_days=sections["web"]["link_days"],
         fetch_timeout=float(ingest["timeout"]),
         max_feed_bytes=int(ingest["max_bytes"]),
     )
@@ -236,6 +238,8 @@ def _check_numbers(sections: dict[str, dict[str, Any]], problems: _Problems) -> 
         problems.add(f"ranking.diversity must be a number from 0 (off) to below 1, not {ranking['diversity']!r}")
     if sections["delivery"]["method"] not in ("maildir", "smtp"):
         problems.add(f'delivery.method "{sections["delivery"]["method"]}" must be "maildir" or "smtp"')
+    if not _is_int(sections["web"]["link_days"]) or sections["web"]["link_days"] < 1:
+        problems.add(f"web.link_days must be a positive integer, not {sections['web']['link_days']!r}")
     for key, low in (("max_attempts", 1), ("rate_limit", 0)):
         if not _is_int(sections["delivery"][key]) or sections["delivery"][key] < low:
             problems.add(f"delivery.{key} must be an integer >= {low}, not {sections['delivery'][key]!r}")

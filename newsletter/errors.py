@@ -53,3 +53,7 @@ class ServerUnavailable(DeliveryError):
 
 class LockedError(NewsletterError):
     """Another process holds the database's sender lock (a second `newsletter run`)."""
+
+
+class LinkError(NewsletterError):
+    """A link from an email is altered, foreign, malformed or expired (the web app answers 400)."""

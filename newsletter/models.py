@@ -77,7 +77,7 @@ class Reason:
             return f"by {self.label}, whom you follow"
         if self.kind == "category":
             return f"in {self.label}"
-        return f"like {self.label}"
+        return f"like a paper you liked: {self.label}"
 
 
 @dataclass(frozen=True)

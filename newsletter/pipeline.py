@@ -33,7 +33,7 @@ from .deliver import (
     build_message,
 )
 from .errors import ConfigError, DeliveryError, FeedError, RenderError
-from .links import DigestLinks, LinkSigner, digest_links, signer_from_env
+from .links import LESS, MORE, DigestLinks, LinkSigner, digest_links, signer_from_env
 from .lock import sender_lock
 from .models import (
     CorpusStats,
@@ -155,8 +155,12 @@ def build_digest(
 ) -> Digest:
     pool = pool if pool is not None else candidate_pool(config, store, [subscriber], now=now)
     already_sent = store.sent_ids_since(subscriber.id, since=now - dt.timedelta(days=config.lookback_days))
+    feedback = store.feedback_of(subscriber.id)  # "more like this" / "not for me" clicks from earlier emails
+    liked = [*subscriber.liked, *(entry_id for entry_id, kind in feedback.items() if kind == MORE)]
+    disliked = [entry_id for entry_id, kind in feedback.items() if kind == LESS]
     items = rank(
-        subscriber, pool, max_items=limit or subscriber.max_items, liked=store.entries_by_id(subscriber.liked),
+        subscriber, pool, max_items=limit or subscriber.max_items,
+        liked=store.entries_by_id(dict.fromkeys(liked)), disliked=store.entries_by_id(disliked),
         settings=RankSettings(min_score=config.min_score, diversity=config.diversity, now=now),
         skip_ids=already_sent, include_below_threshold=include_below_threshold,
     )
@@ -182,7 +186,7 @@ def preview(config: Config, subscriber_id: str, *, clock: Clock = utc_now) -> Re
     subscriber = find_subscriber(config.subscribers, subscriber_id, defaults=_defaults(config))
     with open_store(config, clock=clock, create=False) as store:
         digest = build_digest(config, store, subscriber, now=clock())
-    links = links_for(config, subscriber, signer=link_signer(config))
+    links = links_for(config, digest, signer=link_signer(config))
     return Renderer(config.templates).render(digest, branding=_branding(config), links=links)
 
 
@@ -317,11 +321,16 @@ def _queue_due(
         return pools[0]
 
     built: dict[int, DigestOutcome] = {}
+    unsubscribed = store.unsubscribed()
     for done, subscriber in enumerate(chosen):
         if progress:
             progress("building digests", done, len(chosen))
         if stop is not None and stop.is_set():
             break
+        if subscriber.id in unsubscribed:
+            left = unsubscribed[subscriber.id]
+            report(DigestOutcome(subscriber.id, "unsubscribed", detail=f"unsubscribed {left['at']} ({left['via']}); `newsletter resubscribe {subscriber.id}` undoes it"))
+            continue
         outcome, digest_id = _queue_digest(config, store, subscriber, request=request, renderer=renderer, now=clock(), pool=pool, signer=signer)
         if digest_id is None:
             report(outcome)
@@ -371,7 +380,7 @@ def _queue_digest(
     """This reader's digest for the current period, rendered and queued when due: (outcome, digest id if queued)."""
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
     earlier = store.digest_status(subscriber.id, period)
-    if earlier not in (None, "empty"):  # an empty period may still get papers that arrived later
+    if earlier not in (None, "empty", "cancelled"):  # an empty period may still get papers that arrived later
         status, detail = _EARLIER[earlier]
         return DigestOutcome(subscriber.id, status, period, detail=detail), None
     if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
@@ -382,7 +391,7 @@ def _queue_digest(
             if not request.dry_run:
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)
             return DigestOutcome(subscriber.id, "empty", period, considered=digest.considered, detail="nothing new passed the threshold"), None
-        links = links_for(config, subscriber, signer=signer)
+        links = links_for(config, digest, signer=signer)
         email = renderer.render(digest, branding=_branding(config), links=links)
         message_id, message = build_message(email, envelope=_envelope(config, subscriber, links), now=now)
     except (RenderError, DeliveryError) as exc:
@@ -423,11 +432,15 @@ def link_signer(config: Config) -> LinkSigner | None:
     """Signs the https links when base_url is set; raises ConfigError naming the variable if its secret is missing."""
     if config.base_url is None:
         return None
-    return signer_from_env(secret_env=config.secret_env, config_path=config.path)
+    return signer_from_env(secret_env=config.secret_env, config_path=config.path, feedback_days=config.link_days)
 
 
-def links_for(config: Config, subscriber: Subscriber, *, signer: LinkSigner | None) -> DigestLinks:
-    return digest_links(subscriber_id=subscriber.id, sender=config.sender, base_url=config.base_url, signer=signer)
+def links_for(config: Config, digest: Digest, *, signer: LinkSigner | None) -> DigestLinks:
+    """The digest's links, dated by the reader's local day: the same in `preview` and in the email sent that day."""
+    return digest_links(
+        subscriber_id=digest.subscriber.id, sender=config.sender, base_url=config.base_url, signer=signer,
+        issued=digest.created_at.date(), entry_ids=[item.entry.id for item in digest.items],
+    )
 
 
 def _envelope(config: Config, subscriber: Subscriber, links: DigestLinks) -> Envelope:
@@ -483,5 +496,6 @@ def status(config: Config, *, clock: Clock = utc_now) -> dict[str, Any]:
             "feeds": store.feeds(),
             "digests": store.digest_summary(),
             "subscribers": len(subscribers_of(config).subscribers),
+            "unsubscribed": store.unsubscribed(),
         }
 

@@ -29,6 +29,7 @@ from .pool import Pool, contains, name_key, phrase
 MULTI_TOPIC_BONUS = 0.15  # per extra topic matched: several of the reader's topics beat one
 AUTHOR_BOOST = 3.0
 LIKED_BOOST = 4.0  # times cosine similarity to the closest liked paper
+DISLIKED_DAMPING = 1.5  # relevance x (1 - this x cosine similarity to the closest "not for me" paper), floored at 0
 CATEGORY_BOOST = 0.3  # mild, and only for papers already relevant
 
 
@@ -60,12 +61,15 @@ def rank(
     max_items: int | None = None,
     settings: RankSettings = RankSettings(),
     liked: Sequence[Entry] = (),
+    disliked: Sequence[Entry] = (),
     skip_ids: frozenset[str] | set[str] = frozenset(),
     include_below_threshold: bool = False,
 ) -> list[ScoredEntry]:
     """The subscriber's best candidates, best first, each with the reasons it was picked.
 
-    ``skip_ids`` (already sent) and liked papers are never offered. With
+    ``liked`` papers (the file's ``liked`` and "more like this" clicks) lift
+    similar papers; ``disliked`` ones ("not for me") push similar papers down.
+    ``skip_ids`` (already sent), liked and disliked papers are never offered. With
     ``include_below_threshold`` every other candidate comes back, scored (for tuning).
     """
     pool = candidates if isinstance(candidates, Pool) else Pool(candidates)
@@ -77,7 +81,10 @@ def rank(
     for doc, (entry, similarity) in pool.similar(liked).items() if liked else ():
         relevance[doc] = relevance.get(doc, 0.0) + LIKED_BOOST * similarity
         extra[doc].append(Reason("liked", entry.title))
-    unwanted = set(skip_ids) | set(subscriber.liked) | {entry.id for entry in liked}
+    for doc, (_, similarity) in pool.similar(disliked).items() if disliked else ():
+        if doc in relevance:
+            relevance[doc] *= max(0.0, 1.0 - DISLIKED_DAMPING * similarity)
+    unwanted = set(skip_ids) | set(subscriber.liked) | {entry.id for entry in (*liked, *disliked)}
     banned = _excluded(subscriber, pool) | {pool.doc_of[i] for i in unwanted if i in pool.doc_of}
     if include_below_threshold:
         relevance = {doc: relevance.get(doc, 0.0) for doc in range(len(pool))}

@@ -161,7 +161,7 @@ def inline_css(html: str) -> str:
 
 
 def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) -> dict[str, Any]:
-    items = [_item_context(item) for item in digest.items]
+    items = [_item_context(item, feedback=links.feedback.get(item.entry.id)) for item in digest.items]
     groups = _group_by_topic(items)
     subscriber = digest.subscriber
     period_word = "this week" if subscriber.frequency.startswith("weekly") else "today"
@@ -212,11 +212,14 @@ def _in_sentence(name: str) -> str:
     return re.sub(r"\w+", lower, name)
 
 
-def _item_context(item: ScoredEntry) -> dict[str, Any]:
+def _item_context(item: ScoredEntry, *, feedback: tuple[str, str] | None) -> dict[str, Any]:
     """What the templates show of one picked paper: the entry's own part (cached) plus this reader's part."""
     shown = _entry_context(item.entry)
+    more_url, less_url = feedback or (None, None)
     return {
         **shown,
+        "more_url": more_url,
+        "less_url": less_url,
         "abstract_parts": highlight_parts(shown["abstract"], item.highlights),
         "topic": item.topics[0] if item.topics else _non_topic_group(item),
         "reasons": [_reason_context(reason) for reason in item.reasons],

@@ -27,7 +27,7 @@ import sqlite_utils
 from .errors import StoreError
 from .models import Entry
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -51,7 +51,49 @@ class QueuedDigest:
     claimed_at: str | None
 
 
-class Store:
+class ReaderActions:
+    """Unsubscribes and feedback, as the web app records them and the pipeline reads them.
+
+    A mixin of Store (it uses Store's transaction, _query and _now), kept apart to keep each part short.
+    """
+
+    def unsubscribe(self, subscriber: str, *, via: str) -> bool:
+        """Record it (idempotent: True only the first time) and cancel digests still waiting to be sent."""
+        with self.transaction() as conn:
+            cursor = conn.execute("INSERT OR IGNORE INTO unsubscribed (subscriber, at, via) VALUES (?, ?, ?)", [subscriber, self._now(), via])
+            conn.execute("DELETE FROM sent_items WHERE digest_id IN (SELECT id FROM digests WHERE subscriber = ? AND status = 'queued')", [subscriber])
+            conn.execute(
+                "UPDATE digests SET status = 'cancelled', last_error = 'unsubscribed', next_attempt_at = NULL"
+                " WHERE subscriber = ? AND status = 'queued'",
+                [subscriber],
+            )
+        return cursor.rowcount == 1
+
+    def resubscribe(self, subscriber: str) -> bool:
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM unsubscribed WHERE subscriber = ?", [subscriber]).rowcount == 1
+
+    def unsubscribed(self) -> dict[str, dict[str, str]]:
+        """subscriber -> {"at", "via"}."""
+        return {row["subscriber"]: row for row in _dicts(self._query("SELECT subscriber, at, via FROM unsubscribed ORDER BY subscriber"))}
+
+    def record_feedback(self, subscriber: str, entry_id: str, *, kind: str) -> bool:
+        """"more" or "less" for one paper; the last click wins, the same click twice counts once. True if it changed."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO feedback (subscriber, entry_id, kind, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (subscriber, entry_id) DO UPDATE SET kind = excluded.kind, at = excluded.at WHERE kind != excluded.kind",
+                [subscriber, entry_id, kind, self._now()],
+            )
+        return cursor.rowcount == 1
+
+    def feedback_of(self, subscriber: str) -> dict[str, str]:
+        """entry id -> "more" | "less", oldest first."""
+        rows = self._query("SELECT entry_id, kind FROM feedback WHERE subscriber = ? ORDER BY at, entry_id", [subscriber])
+        return {entry_id: kind for entry_id, kind in rows}
+
+
+class Store(ReaderActions):
     def __init__(self, path: Path, *, clock: Callable[[], dt.datetime], create: bool = True) -> None:
         self.path = path
         self._clock = clock
@@ -114,15 +156,13 @@ class Store:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: database schema {version} is newer than this program ({SCHEMA_VERSION}); upgrade newsletter")
-        if version < 1:
-            with self.transaction():
-                self._create_v1()
-                self._upgrade_to_v2()
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        elif version < 2:
-            with self.transaction():
-                self._upgrade_to_v2()
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            return
+        upgrades = [self._create_v1, self._upgrade_to_v2, self._upgrade_to_v3]
+        with self.transaction():
+            for upgrade in upgrades[version:]:
+                upgrade()
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _create_v1(self) -> None:
         db = self.db
@@ -170,6 +210,14 @@ class Store:
         digests.add_column("next_attempt_at", str)  # a retrying digest waits until then
         digests.add_column("last_reply", str)  # the server's reply to the last attempt ("250 2.0.0 queued as ...")
         digests.add_column("item_ids", str)  # JSON list: its papers, to give back or take again on retry
+
+    def _upgrade_to_v3(self) -> None:
+        """Readers act from the email: unsubscribes, and "more like this" / "not for me" per paper."""
+        self.db["unsubscribed"].create({"subscriber": str, "at": str, "via": str}, pk="subscriber")
+        self.db["feedback"].create(
+            {"subscriber": str, "entry_id": str, "kind": str, "at": str},
+            pk=("subscriber", "entry_id"), foreign_keys=[("entry_id", "entries", "id")],
+        )
 
     # --- feeds --------------------------------------------------------------
 
@@ -311,7 +359,7 @@ class Store:
         """
         now = self._now()
         with self.transaction() as conn:
-            conn.execute("DELETE FROM digests WHERE subscriber = ? AND period = ? AND status = 'empty'", [subscriber, period])
+            conn.execute("DELETE FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')", [subscriber, period])
             try:
                 cursor = conn.execute(
                     "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, message, items,"
@@ -447,6 +495,7 @@ class Store:
             " sum(status = 'bounced') AS bounced,"
             " sum(status = 'failed') AS failed,"
             " sum(status = 'empty') AS empty,"
+            " sum(status = 'cancelled') AS cancelled,"
             " (SELECT d2.last_error FROM digests d2 WHERE d2.period = d.period AND d2.last_error IS NOT NULL"
             "   ORDER BY d2.id DESC LIMIT 1) AS last_error"
             " FROM digests d GROUP BY period ORDER BY period DESC LIMIT ?",

@@ -266,7 +266,7 @@ def digest_of(entries: list[Entry] | tuple[Entry, ...], *, considered: int = 214
 
 def links_for(subscriber_id: str = "reader", *, https: bool = True) -> DigestLinks:
     signer = LinkSigner(SECRET) if https else None
-    return digest_links(subscriber_id=subscriber_id, sender=SENDER, base_url=BASE_URL if https else None, signer=signer)
+    return digest_links(subscriber_id=subscriber_id, sender=SENDER, base_url=BASE_URL if https else None, signer=signer, issued=NOON.date())
 
 
 @pytest.fixture(scope="module")
@@ -708,7 +708,7 @@ def test_quiet_day_by_default_sends_nothing_and_status_shows_it(deployment: Depl
     assert all(o.considered == status["entries"] > 0 for o in report.digests)  # the whole feed was considered
     assert maildir_messages(config.maildir) == {}
     digests = status["digests"]
-    assert digests == [{"period": "2026-11-26", "sent": 0, "queued": 0, "retrying": 0, "sending": 0, "bounced": 0, "failed": 0, "empty": 2, "last_error": None}]
+    assert digests == [{"period": "2026-11-26", "sent": 0, "queued": 0, "retrying": 0, "sending": 0, "bounced": 0, "failed": 0, "empty": 2, "cancelled": 0, "last_error": None}]
 
 
 def test_quiet_day_note_sends_a_short_note(deployment: Deployment) -> None:
@@ -869,5 +869,5 @@ def test_signed_link_is_the_same_in_footer_header_text_and_preview(tmp_path: Pat
     assert re.fullmatch(rf"{re.escape(BASE_URL)}/unsubscribe/[A-Za-z0-9_.\-]{{16,}}", header_https)
     grace_https = re.match(r"<([^<>]+)>", raw_headers(sent["grace@example.org"][1])["list-unsubscribe"]).group(1)  # type: ignore[union-attr]
     assert grace_https != header_https  # one reader's link cannot unsubscribe another
-    other_secret = digest_links(subscriber_id="kim", sender=SENDER, base_url=BASE_URL, signer=LinkSigner(SECRET + "x")).unsubscribe
+    other_secret = digest_links(subscriber_id="kim", sender=SENDER, base_url=BASE_URL, signer=LinkSigner(SECRET + "x"), issued=NOON.date()).unsubscribe
     assert other_secret != header_https  # the secret signs it

@@ -24,7 +24,7 @@ def _item(number: int, summary: str, topic: str, highlights: tuple[str, ...] = (
 
 
 BRANDING = Branding(title="Daily Papers", sender="p@example.org")
-LINKS = digest_links(subscriber_id="ada", sender="p@example.org", base_url=None, signer=None)
+LINKS = digest_links(subscriber_id="ada", sender="p@example.org", base_url=None, signer=None, issued=dt.date(2026, 11, 26))
 
 
 def test_highlight_marks_whole_words_only() -> None:
