@@ -200,6 +200,7 @@ class NextDigest:
     subject: str
     picks: int
     considered: int
+    unsubscribed: bool = False  # the reader unsubscribed from an email: nothing goes out until `resubscribe`
 
 
 def next_digests(config: Config, *, clock: Clock = utc_now) -> tuple[list[NextDigest], list[str]]:
@@ -209,6 +210,7 @@ def next_digests(config: Config, *, clock: Clock = utc_now) -> tuple[list[NextDi
     found = []
     with open_store(config, clock=clock, create=False) as store:
         pool = candidate_pool(config, store, loaded.subscribers, now=now) if loaded.subscribers else None
+        gone = store.unsubscribed()
         for subscriber in loaded.subscribers:
             digest = build_digest(config, store, subscriber, now=now, pool=pool)
             status = store.digest_status(subscriber.id, digest.period)
@@ -218,7 +220,9 @@ def next_digests(config: Config, *, clock: Clock = utc_now) -> tuple[list[NextDi
             )
             period_word = "this week" if subscriber.frequency.startswith("weekly") else "today"
             subject = subject_line(config.title, digest.items, period_word=period_word)
-            found.append(NextDigest(subscriber, send_at, status, subject, len(digest.items), digest.considered))
+            found.append(NextDigest(
+                subscriber, send_at, status, subject, len(digest.items), digest.considered, unsubscribed=subscriber.id in gone,
+            ))
     return found, list(loaded.problems)
 
 

@@ -174,7 +174,7 @@ _INDEX = """<!DOCTYPE html>
 {% for next in upcoming %}
 <tr id="subscriber-{{ next.subscriber.id }}">
   <td><a href="/s/{{ next.subscriber.id }}">{{ next.subscriber.name }}</a><br><small>{{ next.subscriber.email }}</small></td>
-  <td>{{ when(next.send_at, now) }}<br><small>{{ next.subscriber.timezone }}, {{ next.subscriber.frequency }}{% if next.period_status %}; this period: {{ next.period_status }}{% endif %}</small></td>
+  <td>{% if next.unsubscribed %}<strong>unsubscribed</strong> — nothing is sent until <code>newsletter resubscribe {{ next.subscriber.id }}</code>{% else %}{{ when(next.send_at, now) }}{% endif %}<br><small>{{ next.subscriber.timezone }}, {{ next.subscriber.frequency }}{% if next.period_status %}; this period: {{ next.period_status }}{% endif %}</small></td>
   <td>{{ next.subject }}</td>
   <td>{{ next.picks }} of {{ next.considered }}</td>
   <td><a href="/s/{{ next.subscriber.id }}?view=desktop">desktop</a> · <a href="/s/{{ next.subscriber.id }}?view=mobile">mobile</a> · <a href="/s/{{ next.subscriber.id }}?view=dark">dark</a></td>
