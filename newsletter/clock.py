@@ -60,7 +60,9 @@ def slot_of(*, now: dt.datetime, timezone: str, frequency: str, send_at: dt.time
 
 
 def is_due(*, now: dt.datetime, timezone: str, frequency: str, send_at: dt.time) -> bool:
-    return now >= slot_of(now=now, timezone=timezone, frequency=frequency, send_at=send_at)
+    # Compared in UTC: two datetimes in the same zone compare by wall time, which is wrong inside a DST gap.
+    slot = slot_of(now=now, timezone=timezone, frequency=frequency, send_at=send_at)
+    return now.astimezone(dt.timezone.utc) >= slot.astimezone(dt.timezone.utc)
 
 
 def next_slot(*, now: dt.datetime, timezone: str, frequency: str, send_at: dt.time, sent_this_period: bool) -> dt.datetime:

@@ -9,6 +9,7 @@ problem goes into the RunReport and the run goes on.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import threading
 import unicodedata
@@ -257,7 +258,7 @@ def run_digests(
     loaded = subscribers_of(config)
     problems = list(loaded.problems)
     chosen = _chosen(config, loaded, request.subscriber_ids, problems)
-    renderer = Renderer(config.templates)
+    renderer = functools.cache(lambda: Renderer(config.templates))  # on first need: idle scheduler ticks stay cheap
     try:
         signer = link_signer(config)
     except ConfigError as exc:  # no new digest can carry valid links; those already queued still go out
@@ -312,7 +313,7 @@ def _chosen(config: Config, loaded: LoadedSubscribers, wanted: Sequence[str], pr
 
 
 def _queue_due(
-    config: Config, store: Store, chosen: list[Subscriber], *, request: DigestRequest, renderer: Renderer,
+    config: Config, store: Store, chosen: list[Subscriber], *, request: DigestRequest, renderer: Callable[[], Renderer],
     signer: LinkSigner | None, clock: Clock, stop: threading.Event | None, report: Callable[[DigestOutcome], None],
     progress: Progress | None,
 ) -> dict[int, DigestOutcome]:
@@ -378,7 +379,7 @@ def make_transport(config: Config) -> Transport:
 
 
 def _queue_digest(
-    config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Renderer,
+    config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Callable[[], Renderer],
     now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None,
 ) -> tuple[DigestOutcome, int | None]:
     """This reader's digest for the current period, rendered and queued when due: (outcome, digest id if queued)."""
@@ -396,7 +397,7 @@ def _queue_digest(
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)
             return DigestOutcome(subscriber.id, "empty", period, considered=digest.considered, detail="nothing new passed the threshold"), None
         links = links_for(config, digest, signer=signer)
-        email = renderer.render(digest, branding=_branding(config), links=links)
+        email = renderer().render(digest, branding=_branding(config), links=links)
         message_id, message = build_message(email, envelope=_envelope(config, subscriber, links), now=now)
     except (RenderError, DeliveryError) as exc:
         return DigestOutcome(subscriber.id, "failed", period, detail=str(exc)), None

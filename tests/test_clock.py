@@ -56,3 +56,12 @@ def test_autumn_repeated_hour_does_not_double_a_digest() -> None:
     """01:30 happens twice in London on 2026-10-25; the digest is due at the first and not again."""
     first = _first_due_per_period("Europe/London", dt.date(2026, 10, 24), dt.time(1, 30))
     assert first["2026-10-25"] == dt.datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 01:30 BST
+
+
+def test_a_clock_in_the_readers_own_zone_is_due_at_the_same_instant_as_utc() -> None:
+    """Inside the spring gap a local "now" must not compare by wall time (02:10 BST is 01:10 UTC, before a 01:30 GMT slot)."""
+    london = ZoneInfo("Europe/London")
+    for utc_minute in range(0, 24 * 60, 10):
+        now_utc = dt.datetime(2026, 3, 29, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=utc_minute)
+        kwargs = {"timezone": "Europe/London", "frequency": "daily", "send_at": dt.time(1, 30)}
+        assert is_due(now=now_utc.astimezone(london), **kwargs) == is_due(now=now_utc, **kwargs), now_utc
