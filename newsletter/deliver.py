@@ -141,9 +141,18 @@ class SmtpTransport:
 
     def __init__(self, settings: SmtpSettings, *, ssl_context: ssl.SSLContext | None = None) -> None:
         self.settings = settings
-        self.context = ssl_context or ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        self.context = ssl_context  # made on first connect: a bad ca_file is then one ServerUnavailable line, not a crash
         self._client: smtplib.SMTP | None = None
         self.where = f"smtp {settings.host}:{settings.port}"
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self.context is None:
+            ca_file = self.settings.ca_file
+            try:
+                self.context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ServerUnavailable(f"{self.where}: smtp.ca_file {ca_file} is not a readable PEM CA bundle ({exc})") from None
+        return self.context
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -151,13 +160,15 @@ class SmtpTransport:
         if s.username and not password:
             raise ServerUnavailable(f"{self.where}: smtp.username is set but the environment variable {s.password_env} (smtp.password_env) is empty")
         client: smtplib.SMTP | None = None
+        context = self._tls_context() if s.security in ("tls", "starttls") else None
         try:
             if s.security == "tls":
-                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.context)
+                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
             else:
                 client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
                 if s.security == "starttls":
-                    client.starttls(context=self.context)
+                    client.starttls(context=context)
+            client.ehlo_or_helo_if_needed()  # smtplib's mail() does not greet: without AUTH (which greets) MAIL would be refused
             if s.username:
                 client.login(s.username, password or "")
         except smtplib.SMTPAuthenticationError as exc:

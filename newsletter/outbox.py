@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import socket
 import threading
 import time
@@ -72,10 +73,10 @@ def deliver_outbox(
     for position, queued in enumerate(pending):
         if queued.status == "sending" and not _abandoned(queued, now=clock()):
             continue  # another live process is sending it right now
+        limiter.wait()  # ends early when stop is set: checked right after, so a stop during the pause sends nothing more
         if stop is not None and stop.is_set():
             yield from _left_queued(pending[position:], built, "stopped before sending; the next run sends it")
             return
-        limiter.wait()
         outcome, server_down = _send_one(store, transport, queued, policy=policy)
         yield _merged(outcome, built.get(queued.id))
         if server_down:
@@ -96,21 +97,25 @@ def _send_one(store: Store, transport: object, queued: QueuedDigest, *, policy: 
     except RecipientRefused as exc:
         store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc), permanent=True))
         return DigestOutcome(queued.subscriber, "bounced", queued.period, detail=str(exc)), False
+    except ServerUnavailable as exc:  # the server's fault, not this message's: no attempt counted, no backoff, never given up
+        store.release_digest(queued.id, error=str(exc))
+        return DigestOutcome(queued.subscriber, "queued", queued.period, detail=f"{exc}; the next run retries"), True
     except DeliveryError as exc:
         status = store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc)))
-        server_down = isinstance(exc, ServerUnavailable)
         if status == "failed":
-            return DigestOutcome(queued.subscriber, "failed", queued.period, detail=f"{exc} (gave up after {policy.max_attempts} attempts)"), server_down
-        return DigestOutcome(queued.subscriber, "retrying", queued.period, detail=f"{exc} (will retry)"), server_down
+            return DigestOutcome(queued.subscriber, "failed", queued.period, detail=f"{exc} (gave up after {policy.max_attempts} attempts)"), False
+        return DigestOutcome(queued.subscriber, "retrying", queued.period, detail=f"{exc} (will retry)"), False
     store.finish_digest(queued.id, DeliveryOutcome(**attempt, reply=reply))
     return DigestOutcome(queued.subscriber, "sent", queued.period, detail=reply), False
 
 
 def _reply_of(exc: DeliveryError) -> str | None:
-    """The server's "451 4.3.0 try later" at the end of a delivery error, when there is one."""
-    text = str(exc)
-    tail = text.rsplit(": ", 1)[-1]
-    return tail if tail[:3].isdigit() else None
+    """The server's "550 5.1.1 <ada@...>: Recipient address rejected: ..." that ends a delivery error, when there is one.
+
+    deliver.py puts the reply last, after ": "; the reply's own text may hold ": " too, so the first "<: ><3 digits>" starts it.
+    """
+    found = re.search(r": ([2-5]\d\d(?:[ -].*)?)$", str(exc))
+    return found.group(1) if found else None
 
 
 def _merged(outcome: DigestOutcome, built: DigestOutcome | None) -> DigestOutcome:

@@ -446,10 +446,17 @@ class Store(ReaderActions):
                 conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest_id])
             return status
 
-    def release_digest(self, digest_id: int) -> None:
-        """Give a claimed digest back to the queue untouched (the run stopped before sending it)."""
+    def release_digest(self, digest_id: int, *, error: str | None = None) -> None:
+        """Give a claimed digest back to the queue without counting an attempt (the run stopped, or the server was unavailable).
+
+        ``error`` (why it was not sent) is kept as its last error, for `status`.
+        """
         with self.transaction() as conn:
-            conn.execute("UPDATE digests SET status = 'queued', claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'sending'", [digest_id])
+            conn.execute(
+                "UPDATE digests SET status = 'queued', claimed_by = NULL, claimed_at = NULL, last_error = coalesce(?, last_error)"
+                " WHERE id = ? AND status = 'sending'",
+                [error, digest_id],
+            )
 
     def requeue_failed(self, *, subscriber: str | None = None) -> list[tuple[str, str, str]]:
         """Failed and bounced digests back to the queue: (subscriber, period, "requeued" | why not).
