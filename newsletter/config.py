@@ -10,6 +10,7 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
@@ -318,6 +319,8 @@ def _parse_smtp(smtp: dict[str, Any], *, base: Path, problems: _Problems) -> Smt
         ca_file = base / str(smtp["ca_file"])
         if not ca_file.is_file():
             problems.add(f"smtp.ca_file {ca_file} is not a file")
+        elif not _is_ca_bundle(ca_file):
+            problems.add(f"smtp.ca_file {ca_file} is not a PEM CA bundle")
     if "password" in smtp:
         problems.add("smtp.password: secrets never live in the file; set smtp.password_env instead")
     return SmtpConfig(
@@ -330,6 +333,14 @@ def _parse_smtp(smtp: dict[str, Any], *, base: Path, problems: _Problems) -> Smt
         ca_file=ca_file,
         allow_insecure=smtp["allow_insecure"] is True,
     )
+
+
+def _is_ca_bundle(path: Path) -> bool:
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        return False
+    return True
 
 
 def _is_loopback(host: str) -> bool:

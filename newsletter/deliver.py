@@ -199,7 +199,10 @@ class SmtpTransport:
                 self._reset()
                 kind = RecipientRefused if code >= 500 else DeliveryError
                 raise kind(f"{self.where}: {recipient} refused: {_reply(code, reply)}")
-            code, reply = client.data(message)
+            try:
+                code, reply = client.data(message)
+            except smtplib.SMTPDataError as refused:  # the DATA command itself refused (no 354): the connection is fine
+                code, reply = refused.smtp_code, refused.smtp_error
             if code != 250:
                 self._reset()
                 kind = RecipientRefused if code >= 500 else DeliveryError

@@ -133,7 +133,7 @@ class DigestOutcome:
     """What happened to one subscriber's digest in a run."""
 
     subscriber: str
-    status: str  # "sent" | "empty" | "not-due" | "already-sent" | "queued" | "failed" | "gave-up" | "dry-run"
+    status: str  # "sent" | "queued" | "retrying" | "unavailable" | "bounced" | "failed" | "empty" | "not-due" | "already-sent" | "gave-up" | "unsubscribed" | "dry-run"
     period: str = ""
     items: int = 0
     considered: int = 0
@@ -153,5 +153,6 @@ class RunReport:
         return (
             not self.problems
             and not any(feed.failed for feed in self.feeds)
-            and not any(outcome.status in ("failed", "bounced") for outcome in self.digests)
+            # a server that cannot be reached, secured or logged into needs someone to look, like a failure
+            and not any(outcome.status in ("failed", "bounced", "unavailable") for outcome in self.digests)
         )

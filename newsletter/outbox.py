@@ -99,7 +99,7 @@ def _send_one(store: Store, transport: object, queued: QueuedDigest, *, policy: 
         return DigestOutcome(queued.subscriber, "bounced", queued.period, detail=str(exc)), False
     except ServerUnavailable as exc:  # the server's fault, not this message's: no attempt counted, no backoff, never given up
         store.release_digest(queued.id, error=str(exc))
-        return DigestOutcome(queued.subscriber, "queued", queued.period, detail=f"{exc}; the next run retries"), True
+        return DigestOutcome(queued.subscriber, "unavailable", queued.period, detail=f"{exc}; the next run retries"), True
     except DeliveryError as exc:
         status = store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc)))
         if status == "failed":

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -198,8 +199,8 @@ def test_implicit_tls_with_auth_login(deployment: Deployment, smtp_implicit_tls:
 def test_an_untrusted_certificate_stops_the_batch_with_one_line_and_loses_nothing(deployment: Deployment, smtp_tls: MailServer) -> None:
     config = deploy(deployment, smtp_tls, readers=3, ca_file=None)  # the system's CAs do not know the test CA
     report = pipeline.run_digests(config, EVERYONE, clock=fixed_clock(NOON))
-    assert smtp_tls.handler.received == []
-    assert {outcome.status for outcome in report.digests} == {"queued"}, report
+    assert smtp_tls.handler.received == [] and not report.ok  # `digest` exits 1: someone must look
+    assert [outcome.status for outcome in report.digests] == ["unavailable", "queued", "queued"], report
     first = report.digests[0].detail
     assert "\n" not in first and "127.0.0.1" in first and "certificate" in first and "smtp.ca_file" in first, first
     assert counts(day_status(config)) == {"queued": 3}
@@ -220,7 +221,7 @@ def test_a_wrong_password_is_a_clear_auth_error_and_the_digests_stay_queued(
     wrong = "not-the-" + PASSWORD
     monkeypatch.setenv(PASSWORD_ENV, wrong)
     report = pipeline.run_digests(config, EVERYONE, clock=fixed_clock(NOON))
-    assert {outcome.status for outcome in report.digests} == {"queued"}, report
+    assert [outcome.status for outcome in report.digests] == ["unavailable", "queued"] and not report.ok, report
     detail = report.digests[0].detail
     assert "\n" not in detail and "authentication failed for papers" in detail and "535" in detail, detail
     assert smtp_tls.handler.received == [] and counts(day_status(config)) == {"queued": 2}
@@ -229,7 +230,7 @@ def test_a_wrong_password_is_a_clear_auth_error_and_the_digests_stay_queued(
 
     monkeypatch.delenv(PASSWORD_ENV)
     unset = pipeline.deliver_due(config, clock=fixed_clock(NOON))
-    assert PASSWORD_ENV in unset.digests[0].detail and unset.digests[0].status == "queued", unset
+    assert PASSWORD_ENV in unset.digests[0].detail and unset.digests[0].status == "unavailable", unset
 
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     later = pipeline.run_digests(config, EVERYONE, clock=fixed_clock(NOON))
@@ -325,7 +326,7 @@ def test_a_dropped_connection_mid_batch_loses_nothing_and_sends_nothing_twice(
     got = Counter(status for _, status in statuses(report))
     assert handler.drops == 1 and handler.count() == 2 + (0 if stays_down else 3)
     if stays_down:  # the dropped message will be retried; the next connection is refused: the rest is not tried
-        assert got == {"sent": 2, "retrying": 1, "queued": 3}, report
+        assert got == {"sent": 2, "retrying": 1, "unavailable": 1, "queued": 2}, report
         assert counts(day_status(config)) == {"sent": 2, "retrying": 1, "queued": 3}
     else:  # the next message reconnects, and the batch goes on
         assert got == {"sent": 5, "retrying": 1}, report
@@ -567,3 +568,37 @@ def test_a_stop_requested_while_waiting_for_the_rate_limit_sends_nothing_more(de
     assert smtp_tls.handler.recipients() == [address(0)]
     assert Counter(status for _, status in statuses(report)) == {"sent": 1, "queued": 3}, report
     assert counts(day_status(config)) == {"sent": 1, "queued": 3}
+
+
+def test_a_5xx_to_the_data_command_itself_is_a_bounce_and_the_connection_is_kept() -> None:
+    """Some servers refuse at DATA (554 before any content): permanent for that message, not a dropped connection."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    from newsletter.deliver import SmtpSettings, SmtpTransport
+    from newsletter.errors import RecipientRefused
+
+    class RefusesData(SMTP):
+        async def smtp_DATA(self, arg: str) -> None:
+            await self.push("554 5.7.1 no data from you")
+
+    class Accepting:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = type("RefusingController", (Controller,), {"factory": lambda self: RefusesData(self.handler)})(
+        Accepting(), hostname="127.0.0.1", port=port,
+    )
+    controller.start()
+    try:
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=port, security="none", username=None, password_env="UNUSED"))
+        for _ in range(2):  # the second send reuses the connection
+            with pytest.raises(RecipientRefused, match="554 5.7.1 no data from you"):
+                transport.send(b"Subject: x\r\n\r\nhello\r\n", sender="papers@example.org", recipient="ada@example.org")
+            assert transport._client is not None
+        transport.close()
+    finally:
+        controller.stop()
