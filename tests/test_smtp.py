@@ -246,8 +246,9 @@ def test_a_ca_file_that_is_not_a_certificate_is_one_line_not_a_traceback(deploym
         env={**os.environ}, timeout=WAIT,
     )
     assert "Traceback" not in result.stderr, result.stderr
-    assert "ca.pem" in result.stdout + result.stderr and "smtp.ca_file" in result.stdout + result.stderr
-    assert rows(config)["reader00"]["status"] == "queued"
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "ca.pem" in result.stderr and "smtp.ca_file" in result.stderr and "PEM" in result.stderr
+    assert "reader00" not in rows(config)  # refused with the config: nothing was built, nothing is lost
 
 
 # --- 2. temporary failures ----------------------------------------------------------------------------
