@@ -16,7 +16,8 @@ from .clock import utc_now
 from .config import Config
 from .errors import LinkError, SubscriberError
 from .links import UNSUBSCRIBE, LinkClaim
-from .pipeline import link_signer, open_store, subscribers_of
+from .pipeline import link_signer, open_store
+from .subscribers import find_subscriber
 
 Clock = Callable[[], dt.datetime]
 
@@ -69,9 +70,10 @@ def resubscribe(config: Config, subscriber_id: str, *, clock: Clock = utc_now) -
 
 
 def _subscriber_name(config: Config, subscriber_id: str) -> str:
-    """The reader's name from their file; an unsubscribe still works for a file removed since."""
-    for subscriber in subscribers_of(config).subscribers:
-        if subscriber.id == subscriber_id:
-            return subscriber.name
-    return subscriber_id
+    """The reader's name from their own file (not every file: a click costs one read); an unsubscribe still works
+    for a file removed or broken since."""
+    try:
+        return find_subscriber(config.subscribers, subscriber_id).name
+    except SubscriberError:
+        return subscriber_id
 

@@ -462,7 +462,8 @@ class Store(ReaderActions):
         """Failed and bounced digests back to the queue: (subscriber, period, "requeued" | why not).
 
         A digest whose papers have meanwhile gone out in another digest stays as
-        it is: sending it now would give the reader those papers twice.
+        it is: sending it now would give the reader those papers twice. So does
+        one of a reader who unsubscribed since.
         """
         where, params = "status IN ('failed', 'bounced')", []
         if subscriber is not None:
@@ -470,7 +471,11 @@ class Store(ReaderActions):
         results = []
         with self.transaction() as conn:
             rows = conn.execute(f"SELECT id, subscriber, period, item_ids, created_at FROM digests WHERE {where} ORDER BY id", params).fetchall()
+            gone = {row[0] for row in conn.execute("SELECT subscriber FROM unsubscribed")}
             for digest_id, owner, period, item_ids, created_at in rows:
+                if owner in gone:  # unsubscribed since: nothing more goes to them
+                    results.append((owner, period, "not requeued: the reader unsubscribed"))
+                    continue
                 items = json.loads(item_ids or "[]")
                 taken = conn.execute(
                     f"SELECT count(*) FROM sent_items WHERE subscriber = ? AND entry_id IN ({', '.join('?' * len(items))})",
