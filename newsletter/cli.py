@@ -221,7 +221,7 @@ def digest(ctx: click.Context, subscribers: tuple[str, ...], everyone: bool, dry
         )
     for problem in report.problems:
         click.secho(f"error: {problem}", err=True, fg="red")
-    states = ("sent", "queued", "retrying", "bounced", "empty", "failed", "dry-run")
+    states = ("sent", "queued", "retrying", "unavailable", "bounced", "empty", "unsubscribed", "failed", "dry-run")
     counts = {status: sum(o.status == status for o in report.digests) for status in states}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n or status in ("sent", "failed"))
     where = f" into {config.maildir}" if config.delivery_method == "maildir" and counts["sent"] else ""
@@ -248,6 +248,28 @@ def retry(ctx: click.Context, subscriber_id: str | None) -> None:
         click.echo(f"{subscriber} [{period}]: {what}")
     requeued = sum(what == "requeued" for _, _, what in results)
     click.echo(f"total: {requeued} requeued, {len(results) - requeued} left as they are")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (put a TLS reverse proxy at base_url in front).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the web app behind the email's links: one-click unsubscribe (RFC 8058), "more like this" / "not for me".
+
+    It must be reachable at newsletter.base_url, and it needs the link secret
+    in the environment variable [web] secret_env names.
+
+    \b
+    Example (a reverse proxy forwards https://papers.example.org here):
+      NEWSLETTER_SECRET=... newsletter serve --port 8080
+    """
+    from . import web  # Flask loads only for serve
+
+    app = web.create_app(ctx.obj)  # refuses, in one line, without base_url or the secret
+    base_url = _config(ctx).base_url
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    web.serve(app, host=host, port=port, on_listening=lambda url: click.echo(f"Serving the links of {base_url} on {url} (Ctrl-C stops)"))
 
 
 @main.command()
@@ -330,7 +352,7 @@ class _Progress:
 
 
 def _print_digest(outcome: DigestOutcome) -> None:
-    colour = {"sent": "green", "failed": "red", "gave-up": "red", "dry-run": "cyan"}.get(outcome.status)
+    colour = {"sent": "green", "failed": "red", "gave-up": "red", "bounced": "red", "unavailable": "red", "retrying": "yellow", "dry-run": "cyan"}.get(outcome.status)
     picked = f" ({outcome.items} of {outcome.considered})" if outcome.items else ""
     detail = f": {outcome.detail}" if outcome.detail else ""
     click.secho(f"{outcome.subscriber} [{outcome.period}]: {outcome.status}{picked}{detail}", fg=colour)
