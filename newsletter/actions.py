@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from .clock import utc_now
 from .config import Config
@@ -37,7 +36,9 @@ def read_link(config: Config, token: str, *, clock: Clock = utc_now) -> ReaderAc
     signer = link_signer(config)
     if signer is None:
         raise LinkError("this newsletter has no base_url, so its emails carry no web links")
-    claim = signer.read(token, today=clock().astimezone(ZoneInfo(config.timezone)).date() + dt.timedelta(days=1))
+    # The day an email was made is its reader's local day; the earliest local day on Earth now (UTC-12)
+    # is never ahead of it, so no link expires early wherever its reader lives.
+    claim = signer.read(token, today=(clock().astimezone(dt.timezone.utc) - dt.timedelta(hours=12)).date())
     name = _subscriber_name(config, claim.subscriber_id)
     title = None
     if claim.entry_id is not None:

@@ -89,6 +89,8 @@ def _send_one(store: Store, transport: object, queued: QueuedDigest, *, policy: 
 
     Only the claimed message can be in flight twice (if this process dies mid-send).
     """
+    if store.cancel_if_unsubscribed(queued.id):
+        return DigestOutcome(queued.subscriber, "unsubscribed", queued.period, detail="the reader unsubscribed; not sent"), False
     if not store.claim_digest(queued, owner=owner_id()):
         return DigestOutcome(queued.subscriber, "queued", queued.period, detail="another process claimed it first"), False
     attempt = {"max_attempts": policy.max_attempts, "retry_after": policy.retry_after}

@@ -180,3 +180,20 @@ def test_list_id_label_is_ascii_letters_digits_and_hyphens() -> None:
     assert pipeline.list_slug("Päpers: AI & ML") == "papers-ai-ml"
     assert pipeline.list_slug("Daily Papers") == "daily-papers"
     assert pipeline.list_slug("日本") == "digest"
+
+
+def test_a_digest_queued_after_its_reader_unsubscribed_is_cancelled_not_sent(deployment: Deployment) -> None:
+    """A long run read the unsubscribe list before the click; the check right before sending still catches it."""
+    config = _deployment(deployment).config()
+    with Store(config.database, clock=lambda: NOON) as store:
+        store.unsubscribe("ada", via="one-click")
+        store.queue_digest(  # what a run that had not seen the click yet would queue
+            subscriber="ada", period="2026-11-26", recipient="ada@example.org", subject="s", message_id="<m@x>",
+            message=b"Subject: s\r\n\r\nhello\r\n", items=[("arxiv:2508.13167", 1.0)], considered=1,
+        )
+    report = pipeline.deliver_due(config, clock=fixed_clock(NOON))
+    assert [(o.subscriber, o.status) for o in report.digests] == [("ada", "unsubscribed")]
+    assert not config.maildir.exists() or len(mailbox.Maildir(config.maildir, create=False)) == 0
+    assert _row(config.database, "ada")[0] == "cancelled"
+    with Store(config.database, clock=lambda: NOON) as store:
+        assert store.sent_ids_since("ada", since=NOON - dt.timedelta(days=30)) == set()  # its paper is not marked as received
