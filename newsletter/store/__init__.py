@@ -1,0 +1,110 @@
+"""The only module that touches SQLite (through sqlite-utils).
+
+Tables: ``entries`` (primary key = canonical id, the contract other tools
+read), ``entry_sources`` (every feed that carried an entry), ``entries_fts``
+(FTS5, porter stemming, over title and summary), ``feeds`` (conditional-GET
+state and health), ``digests`` (the outbox: one row per subscriber and
+period, with the rendered message) and ``sent_items`` (what each subscriber
+has received, so nothing is sent twice).
+
+Writes run in explicit ``BEGIN IMMEDIATE`` transactions so a crash leaves
+either all or none of a batch, and two processes never interleave half-writes.
+
+The package keeps each part short: ``schema`` (the tables, version by
+version), ``entries`` (feeds and entries), ``outbox`` (digests and sent
+items) and ``readers`` (unsubscribes and feedback) are mixins of ``Store``,
+which owns the connection, transactions and migrations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import StoreError
+from ._util import _iso, _store_error
+from .entries import Entries, SaveCounts
+from .outbox import DeliveryOutcome, Digests, QueuedDigest
+from .readers import ReaderActions
+from .schema import SCHEMA_VERSION, UPGRADES
+
+__all__ = ["BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "DeliveryOutcome", "QueuedDigest", "ReaderActions", "SaveCounts", "Store"]
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Store(Entries, Digests, ReaderActions):
+    def __init__(self, path: Path, *, clock: Callable[[], dt.datetime], create: bool = True) -> None:
+        self.path = path
+        self._clock = clock
+        if path.exists() and not path.is_file():
+            raise StoreError(f"{path}: database path is not a file")
+        if not create and not path.exists():
+            raise StoreError(f"{path}: no database yet; run `newsletter ingest` first")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self.db = sqlite_utils.Database(conn)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(path, exc) from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open the database: {exc.strerror}") from None
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"{self.path}: database is busy ({exc}); try again") from None
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _store_error(self.path, exc) from None
+            raise
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """A read; a damaged file becomes a StoreError naming it."""
+        try:
+            return self.db.execute(sql, list(params))
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc) from None
+
+    def _now(self) -> str:
+        return _iso(self._clock())
+
+    # --- schema (the tables themselves: schema.py) ---------------------------
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: database schema {version} is newer than this program ({SCHEMA_VERSION}); upgrade newsletter")
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            for upgrade in UPGRADES[version:]:  # schema.py: UPGRADES[n] takes a version-n database to n + 1
+                upgrade(self.db)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,0 +1,199 @@
+"""Feeds and entries: conditional-GET state per feed, deduplicated papers, and the row <-> Entry mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ..models import Entry
+from ._util import _dicts, _iso
+
+
+@dataclass(frozen=True)
+class SaveCounts:
+    new: int = 0
+    duplicate: int = 0
+    updated: int = 0
+
+
+class Entries:
+    """Feeds and entries: what ingesting records, and what building a digest reads.
+
+    A mixin of Store (it uses Store's transaction, _query and _now), kept apart to keep each part short.
+    """
+
+    # --- feeds --------------------------------------------------------------
+
+    def feed_state(self, name: str, *, url: str) -> tuple[str | None, str | None]:
+        """(ETag, Last-Modified) from the last successful fetch of this feed at this URL.
+
+        A feed whose url changed in config.toml starts afresh: the old validators
+        would make the new server answer 304 for content never fetched.
+        """
+        row = self._query("SELECT etag, last_modified FROM feeds WHERE name = ? AND url = ?", [name, url]).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    def record_fetch(
+        self, name: str, *, url: str, status: str, error: str | None = None,
+        etag: str | None = None, last_modified: str | None = None, counts: SaveCounts = SaveCounts(), skipped: int = 0,
+    ) -> None:
+        now = self._now()
+        ok = error is None
+        with self.transaction() as conn:
+            conn.execute(
+                """INSERT INTO feeds (name, url, last_fetch, last_status, last_error, etag, last_modified,
+                                      last_success, new, duplicate, updated, skipped)
+                   VALUES (:name, :url, :now, :status, :error, :etag, :lm, :success, :new, :dup, :upd, :skipped)
+                   ON CONFLICT(name) DO UPDATE SET
+                     url = :url, last_fetch = :now, last_status = :status, last_error = :error,
+                     etag = CASE WHEN :ok THEN :etag ELSE etag END,
+                     last_modified = CASE WHEN :ok THEN :lm ELSE last_modified END,
+                     last_success = CASE WHEN :ok THEN :now ELSE last_success END,
+                     new = :new, duplicate = :dup, updated = :upd, skipped = :skipped""",
+                {
+                    "name": name, "url": url, "now": now, "status": status, "error": error, "ok": ok,
+                    "etag": etag, "lm": last_modified, "success": now if ok else None,
+                    "new": counts.new, "dup": counts.duplicate, "upd": counts.updated, "skipped": skipped,
+                },
+            )
+
+    def feeds(self) -> list[dict[str, Any]]:
+        return _dicts(self._query("SELECT * FROM feeds ORDER BY name"))
+
+    # --- entries ------------------------------------------------------------
+
+    def save_entries(self, entries: Iterable[Entry]) -> SaveCounts:
+        """Insert new entries, merge known ones (a new source, a newer version); one transaction."""
+        new = duplicate = updated = 0
+        now = self._now()
+        with self.transaction() as conn:
+            for entry in entries:
+                existing = self._entry_row(entry.id)
+                if existing is None:
+                    conn.execute(
+                        "INSERT INTO entries (id, title, link, summary, authors, categories, published, version,"
+                        " upvotes, pdf_url, comment, first_seen, updated_at)"
+                        " VALUES (:id, :title, :link, :summary, :authors, :categories, :published, :version,"
+                        " :upvotes, :pdf_url, :comment, :now, :now)",
+                        {**_entry_to_row(entry), "now": now},
+                    )
+                    new += 1
+                else:
+                    merged = _merge(existing, entry)
+                    if merged != existing:
+                        conn.execute(
+                            "UPDATE entries SET title = :title, link = :link, summary = :summary, authors = :authors,"
+                            " categories = :categories, published = :published, version = :version, upvotes = :upvotes,"
+                            " pdf_url = :pdf_url, comment = :comment, updated_at = :now WHERE id = :id",
+                            {**merged, "now": now},
+                        )
+                        updated += 1
+                    else:
+                        duplicate += 1
+                conn.execute(
+                    "INSERT OR IGNORE INTO entry_sources (entry_id, feed, guid, first_seen) VALUES (?, ?, ?, ?)",
+                    [entry.id, entry.source, entry.guid, now],
+                )
+        return SaveCounts(new=new, duplicate=duplicate, updated=updated)
+
+    def _entry_row(self, entry_id: str) -> dict[str, Any] | None:
+        rows = _dicts(self._query(
+            "SELECT id, title, link, summary, authors, categories, published, version, upvotes, pdf_url, comment"
+            " FROM entries WHERE id = ?",
+            [entry_id],
+        ))
+        return rows[0] if rows else None
+
+    def entries_since(self, since: dt.datetime) -> list[Entry]:
+        """Entries first seen since ``since``: a run's candidate pool."""
+        return self._select_entries("e.first_seen >= ?", [_iso(since)])
+
+    def sent_ids_since(self, subscriber: str, *, since: dt.datetime) -> set[str]:
+        """Which of the entries first seen since ``since`` this subscriber has already received."""
+        cursor = self._query(
+            "SELECT s.entry_id FROM sent_items s JOIN entries e ON e.id = s.entry_id WHERE s.subscriber = ? AND e.first_seen >= ?",
+            [subscriber, _iso(since)],
+        )
+        return {row[0] for row in cursor}
+
+    def entries_by_id(self, ids: Iterable[str]) -> list[Entry]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        return self._select_entries(f"e.id IN ({', '.join('?' * len(wanted))})", wanted)
+
+    def _select_entries(self, where: str, params: list[Any]) -> list[Entry]:
+        cursor = self._query(
+            "SELECT e.*, (SELECT group_concat(feed, char(31)) FROM entry_sources s WHERE s.entry_id = e.id) AS sources"
+            f" FROM entries e WHERE {where} ORDER BY e.first_seen DESC, e.id",
+            params,
+        )
+        return [_row_to_entry(row) for row in _dicts(cursor)]
+
+    def document_frequencies(self, phrases: Iterable[str]) -> dict[str, int]:
+        """How many stored entries contain each phrase (FTS5, porter stemming): the corpus side of IDF."""
+        counts = {}
+        for phrase in set(phrases):
+            query = '"' + phrase.replace('"', '""') + '"'
+            counts[phrase] = self._query("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH ?", [query]).fetchone()[0]
+        return counts
+
+    def sources_of(self, entry_id: str) -> list[str]:
+        return [row[0] for row in self._query("SELECT feed FROM entry_sources WHERE entry_id = ? ORDER BY feed", [entry_id])]
+
+    def count_entries(self) -> int:
+        return int(self._query("SELECT count(*) FROM entries").fetchone()[0])
+
+
+# --- row <-> Entry -------------------------------------------------------------
+
+_LIST_SEPARATOR = "\x1f"
+
+
+def _entry_to_row(entry: Entry) -> dict[str, Any]:
+    return {
+        "id": entry.id, "title": entry.title, "link": entry.link, "summary": entry.summary,
+        "authors": json.dumps(list(entry.authors), ensure_ascii=False),
+        "categories": json.dumps(list(entry.categories), ensure_ascii=False),
+        "published": entry.published.isoformat() if entry.published else None,
+        "version": entry.version, "upvotes": entry.upvotes, "pdf_url": entry.pdf_url, "comment": entry.comment,
+    }
+
+
+def _row_to_entry(row: dict[str, Any]) -> Entry:
+    return Entry(
+        id=row["id"], title=row["title"], link=row["link"], summary=row["summary"] or "",
+        authors=tuple(json.loads(row["authors"] or "[]")), categories=tuple(json.loads(row["categories"] or "[]")),
+        published=dt.datetime.fromisoformat(row["published"]) if row["published"] else None,
+        version=row["version"], upvotes=row["upvotes"], pdf_url=row["pdf_url"], comment=row["comment"],
+        sources=tuple(sorted((row.get("sources") or "").split(_LIST_SEPARATOR))) if row.get("sources") else (),
+        first_seen=dt.datetime.fromisoformat(row["first_seen"]) if row.get("first_seen") else None,
+    )
+
+
+def _merge(existing: dict[str, Any], entry: Entry) -> dict[str, Any]:
+    """The stored row after seeing ``entry`` again, from the same or another feed.
+
+    A newer arXiv version replaces the text; an older or unversioned copy only
+    fills what is missing. Categories are united, upvotes take the latest count.
+    """
+    incoming = _entry_to_row(entry)
+    merged = dict(existing)
+    newer = entry.version is not None and (existing["version"] is None or entry.version > existing["version"])
+    for key in ("title", "summary", "authors", "link", "comment"):
+        empty = existing[key] in (None, "", "[]")
+        if incoming[key] not in (None, "", "[]") and (newer or empty):
+            merged[key] = incoming[key]
+    if newer:
+        merged["version"] = entry.version
+    categories = list(dict.fromkeys(json.loads(existing["categories"] or "[]") + list(entry.categories)))
+    merged["categories"] = json.dumps(categories, ensure_ascii=False)
+    if entry.upvotes is not None:
+        merged["upvotes"] = entry.upvotes
+    for key in ("pdf_url", "published"):
+        merged[key] = existing[key] or incoming[key]
+    return merged
+

@@ -1,0 +1,219 @@
+"""The outbox: one ``digests`` row per subscriber and period, with the rendered message, and ``sent_items``.
+
+A digest is queued with its papers already marked as sent (atomically), then
+claimed, sent and finished; one that bounced or finally failed gives its
+papers back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._util import _dicts, _iso
+
+
+@dataclass(frozen=True)
+class QueuedDigest:
+    id: int
+    subscriber: str
+    period: str
+    recipient: str
+    message: bytes
+    attempts: int
+    status: str  # "queued", or "sending" when a process claimed it (and may have died)
+    claimed_by: str | None
+    claimed_at: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """One delivery attempt, as finish_digest records it."""
+
+    max_attempts: int
+    retry_after: int  # seconds; doubled for each earlier attempt
+    reply: str | None = None  # the server's reply
+    error: str | None = None  # None: sent
+    permanent: bool = False  # a 5xx for the recipient: bounced, never retried
+
+
+class Digests:
+    """The digests waiting to go out, going out, and gone, as the pipeline and the outbox record them.
+
+    A mixin of Store (it uses Store's transaction, _query, _now and _clock), kept apart to keep each part short.
+    """
+
+    def digest_status(self, subscriber: str, period: str) -> str | None:
+        row = self._query("SELECT status FROM digests WHERE subscriber = ? AND period = ?", [subscriber, period]).fetchone()
+        return row[0] if row else None
+
+    def queue_digest(
+        self, *, subscriber: str, period: str, recipient: str, subject: str, message_id: str, message: bytes,
+        items: list[tuple[str, float]], considered: int,
+    ) -> int | None:
+        """Store the rendered digest as queued and its items as sent, atomically.
+
+        An "empty" row for the period gives way (new papers arrived later that
+        day). Returns the digest id, or None if the period already has a real
+        digest (another process got there first).
+        """
+        now = self._now()
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')", [subscriber, period])
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, message, items,"
+                    " considered, attempts, created_at, next_attempt_at, item_ids)"
+                    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                    [subscriber, period, recipient, subject, message_id, message, len(items), considered, now, now,
+                     json.dumps([entry_id for entry_id, _ in items])],
+                )
+            except sqlite3.IntegrityError:
+                return None
+            digest_id = int(cursor.lastrowid or 0)
+            conn.executemany(
+                "INSERT OR IGNORE INTO sent_items (subscriber, entry_id, digest_id, rank, score, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(subscriber, entry_id, digest_id, rank, score, now) for rank, (entry_id, score) in enumerate(items, 1)],
+            )
+        return digest_id
+
+    def record_empty(self, *, subscriber: str, period: str, considered: int) -> None:
+        """Remember that nothing matched (status shows it); a later run this period may still send."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO digests (subscriber, period, status, items, considered, attempts, created_at)"
+                " VALUES (?, ?, 'empty', 0, ?, 0, ?)"
+                " ON CONFLICT (subscriber, period) DO UPDATE SET considered = excluded.considered,"
+                " created_at = excluded.created_at WHERE status = 'empty'",
+                [subscriber, period, considered, self._now()],
+            )
+
+    def pending_digests(self, subscribers: Iterable[str] | None = None, *, due_by: dt.datetime | None = None) -> list[QueuedDigest]:
+        """Queued digests whose (re)try time has come, and ones claimed for sending (their sender may have died)."""
+        due = _iso(due_by or self._clock())
+        where, params = "(status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) OR status = 'sending')", [due]
+        if subscribers is not None:
+            chosen = list(subscribers)
+            where += f" AND subscriber IN ({', '.join('?' * len(chosen))})"
+            params += chosen
+        cursor = self._query(
+            "SELECT id, subscriber, period, recipient, message, attempts, status, claimed_by, claimed_at"
+            f" FROM digests WHERE {where} ORDER BY id",
+            params,
+        )
+        return [QueuedDigest(*row) for row in cursor]
+
+    def next_retry_at(self) -> dt.datetime | None:
+        row = self._query("SELECT min(next_attempt_at) FROM digests WHERE status = 'queued'").fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
+
+    def claim_digest(self, digest: QueuedDigest, *, owner: str) -> bool:
+        """Mark it "sending" by ``owner``, unless another process changed it since it was read."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE digests SET status = 'sending', claimed_by = ?, claimed_at = ?"
+                " WHERE id = ? AND status = ? AND claimed_at IS ?",
+                [owner, self._now(), digest.id, digest.status, digest.claimed_at],
+            )
+        return cursor.rowcount == 1
+
+    def finish_digest(self, digest_id: int, outcome: DeliveryOutcome) -> str:
+        """Record one attempt; returns the new status: "sent", "queued" (to retry), "failed" or "bounced".
+
+        A transient failure waits ``retry_after`` doubled for each earlier attempt;
+        a digest that bounced or finally failed gives its papers back, so a later
+        digest can carry them.
+        """
+        now = self._clock()
+        with self.transaction() as conn:
+            if outcome.error is None:
+                conn.execute(
+                    "UPDATE digests SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL, last_reply = ?,"
+                    " next_attempt_at = NULL WHERE id = ?",
+                    [_iso(now), outcome.reply, digest_id],
+                )
+                return "sent"
+            attempts = conn.execute("SELECT attempts + 1 FROM digests WHERE id = ?", [digest_id]).fetchone()[0]
+            status = "bounced" if outcome.permanent else "failed" if attempts >= outcome.max_attempts else "queued"
+            retry_at = now + dt.timedelta(seconds=outcome.retry_after * 2 ** (attempts - 1)) if status == "queued" else None
+            conn.execute(
+                "UPDATE digests SET status = ?, attempts = ?, last_error = ?, last_reply = ?, next_attempt_at = ?,"
+                " claimed_by = NULL, claimed_at = NULL WHERE id = ?",
+                [status, attempts, outcome.error, outcome.reply, _iso(retry_at) if retry_at else None, digest_id],
+            )
+            if status in ("failed", "bounced"):
+                conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest_id])
+            return status
+
+    def release_digest(self, digest_id: int, *, error: str | None = None) -> None:
+        """Give a claimed digest back to the queue without counting an attempt (the run stopped, or the server was unavailable).
+
+        ``error`` (why it was not sent) is kept as its last error, for `status`.
+        """
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE digests SET status = 'queued', claimed_by = NULL, claimed_at = NULL, last_error = coalesce(?, last_error)"
+                " WHERE id = ? AND status = 'sending'",
+                [error, digest_id],
+            )
+
+    def requeue_failed(self, *, subscriber: str | None = None) -> list[tuple[str, str, str]]:
+        """Failed and bounced digests back to the queue: (subscriber, period, "requeued" | why not).
+
+        A digest whose papers have meanwhile gone out in another digest stays as
+        it is: sending it now would give the reader those papers twice. So does
+        one of a reader who unsubscribed since.
+        """
+        where, params = "status IN ('failed', 'bounced')", []
+        if subscriber is not None:
+            where, params = where + " AND subscriber = ?", [subscriber]
+        results = []
+        with self.transaction() as conn:
+            rows = conn.execute(f"SELECT id, subscriber, period, item_ids, created_at FROM digests WHERE {where} ORDER BY id", params).fetchall()
+            gone = {row[0] for row in conn.execute("SELECT subscriber FROM unsubscribed")}
+            for digest_id, owner, period, item_ids, created_at in rows:
+                if owner in gone:  # unsubscribed since: nothing more goes to them
+                    results.append((owner, period, "not requeued: the reader unsubscribed"))
+                    continue
+                items = json.loads(item_ids or "[]")
+                taken = conn.execute(
+                    f"SELECT count(*) FROM sent_items WHERE subscriber = ? AND entry_id IN ({', '.join('?' * len(items))})",
+                    [owner, *items],
+                ).fetchone()[0] if items else 0
+                if taken:
+                    results.append((owner, period, f"not requeued: {taken} of its {len(items)} papers went out in a later digest"))
+                    continue
+                conn.execute(
+                    "UPDATE digests SET status = 'queued', attempts = 0, next_attempt_at = ?, claimed_by = NULL, claimed_at = NULL"
+                    " WHERE id = ?",
+                    [self._now(), digest_id],
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO sent_items (subscriber, entry_id, digest_id, rank, score, created_at) VALUES (?, ?, ?, ?, NULL, ?)",
+                    [(owner, entry_id, digest_id, rank, created_at) for rank, entry_id in enumerate(items, 1)],
+                )
+                results.append((owner, period, "requeued"))
+        return results
+
+    def digest_summary(self, *, days: int = 14) -> list[dict[str, Any]]:
+        """Per period: how many digests are sent, queued, retrying, sending, bounced, failed or empty; the last error."""
+        return _dicts(self._query(
+            "SELECT period,"
+            " sum(status = 'sent') AS sent,"
+            " sum(status = 'queued' AND attempts = 0) AS queued,"
+            " sum(status = 'queued' AND attempts > 0) AS retrying,"
+            " sum(status = 'sending') AS sending,"
+            " sum(status = 'bounced') AS bounced,"
+            " sum(status = 'failed') AS failed,"
+            " sum(status = 'empty') AS empty,"
+            " sum(status = 'cancelled') AS cancelled,"
+            " (SELECT d2.last_error FROM digests d2 WHERE d2.period = d.period AND d2.last_error IS NOT NULL"
+            "   ORDER BY d2.id DESC LIMIT 1) AS last_error"
+            " FROM digests d GROUP BY period ORDER BY period DESC LIMIT ?",
+            [days],
+        ))

@@ -1,0 +1,60 @@
+"""Unsubscribes and per-paper feedback, as the web app records them and the pipeline reads them."""
+
+from __future__ import annotations
+
+from ._util import _dicts
+
+
+class ReaderActions:
+    """Unsubscribes and feedback, as the web app records them and the pipeline reads them.
+
+    A mixin of Store (it uses Store's transaction, _query and _now), kept apart to keep each part short.
+    """
+
+    def unsubscribe(self, subscriber: str, *, via: str) -> bool:
+        """Record it (idempotent: True only the first time) and cancel digests still waiting to be sent."""
+        with self.transaction() as conn:
+            cursor = conn.execute("INSERT OR IGNORE INTO unsubscribed (subscriber, at, via) VALUES (?, ?, ?)", [subscriber, self._now(), via])
+            conn.execute("DELETE FROM sent_items WHERE digest_id IN (SELECT id FROM digests WHERE subscriber = ? AND status = 'queued')", [subscriber])
+            conn.execute(
+                "UPDATE digests SET status = 'cancelled', last_error = 'unsubscribed', next_attempt_at = NULL"
+                " WHERE subscriber = ? AND status = 'queued'",
+                [subscriber],
+            )
+        return cursor.rowcount == 1
+
+    def cancel_if_unsubscribed(self, digest_id: int) -> bool:
+        """Just before sending: a reader who unsubscribed while the run was building gets nothing (True: cancelled)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE digests SET status = 'cancelled', last_error = 'unsubscribed', next_attempt_at = NULL,"
+                " claimed_by = NULL, claimed_at = NULL"
+                " WHERE id = ? AND status IN ('queued', 'sending') AND subscriber IN (SELECT subscriber FROM unsubscribed)",
+                [digest_id],
+            )
+            if cursor.rowcount:
+                conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest_id])
+        return cursor.rowcount == 1
+
+    def resubscribe(self, subscriber: str) -> bool:
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM unsubscribed WHERE subscriber = ?", [subscriber]).rowcount == 1
+
+    def unsubscribed(self) -> dict[str, dict[str, str]]:
+        """subscriber -> {"at", "via"}."""
+        return {row["subscriber"]: row for row in _dicts(self._query("SELECT subscriber, at, via FROM unsubscribed ORDER BY subscriber"))}
+
+    def record_feedback(self, subscriber: str, entry_id: str, *, kind: str) -> bool:
+        """"more" or "less" for one paper; the last click wins, the same click twice counts once. True if it changed."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO feedback (subscriber, entry_id, kind, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (subscriber, entry_id) DO UPDATE SET kind = excluded.kind, at = excluded.at WHERE kind != excluded.kind",
+                [subscriber, entry_id, kind, self._now()],
+            )
+        return cursor.rowcount == 1
+
+    def feedback_of(self, subscriber: str) -> dict[str, str]:
+        """entry id -> "more" | "less", oldest first."""
+        rows = self._query("SELECT entry_id, kind FROM feedback WHERE subscriber = ? ORDER BY at, entry_id", [subscriber])
+        return {entry_id: kind for entry_id, kind in rows}

@@ -1,0 +1,74 @@
+"""The tables, version by version: Store._migrate runs the upgrades a database still lacks, in one transaction.
+
+Each step takes the sqlite-utils Database; ``UPGRADES[n]`` brings a database
+at ``PRAGMA user_version`` n to n + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+SCHEMA_VERSION = 3
+
+
+def create_v1(db: sqlite_utils.Database) -> None:
+    db["entries"].create(
+        {
+            "id": str, "title": str, "link": str, "summary": str, "authors": str, "categories": str,
+            "published": str, "version": int, "upvotes": int, "pdf_url": str, "comment": str,
+            "first_seen": str, "updated_at": str,
+        },
+        pk="id", not_null={"title", "link", "first_seen"},
+    )
+    db["entries"].create_index(["first_seen"])
+    db["entry_sources"].create(
+        {"entry_id": str, "feed": str, "guid": str, "first_seen": str},
+        pk=("entry_id", "feed"), foreign_keys=[("entry_id", "entries", "id")],
+    )
+    db["feeds"].create(
+        {
+            "name": str, "url": str, "etag": str, "last_modified": str, "last_fetch": str,
+            "last_success": str, "last_status": str, "last_error": str,
+            "new": int, "duplicate": int, "updated": int, "skipped": int,
+        },
+        pk="name",
+    )
+    db["digests"].create(
+        {
+            "id": int, "subscriber": str, "period": str, "status": str, "recipient": str,
+            "subject": str, "message_id": str, "message": bytes, "items": int, "considered": int,
+            "attempts": int, "created_at": str, "sent_at": str, "last_error": str,
+            "claimed_by": str, "claimed_at": str,
+        },
+        pk="id", not_null={"subscriber", "period", "status"},
+    )
+    db["digests"].create_index(["subscriber", "period"], unique=True)
+    db["digests"].create_index(["status"])
+    db["sent_items"].create(
+        {"subscriber": str, "entry_id": str, "digest_id": int, "rank": int, "score": float, "created_at": str},
+        pk=("subscriber", "entry_id"), foreign_keys=[("digest_id", "digests", "id")],
+    )
+    db["entries"].enable_fts(["title", "summary"], tokenize="porter", create_triggers=True)
+
+
+def upgrade_to_v2(db: sqlite_utils.Database) -> None:
+    """The outbox learns retries with backoff, the server's reply, and which papers a digest carried."""
+    digests = db["digests"]
+    digests.add_column("next_attempt_at", str)  # a retrying digest waits until then
+    digests.add_column("last_reply", str)  # the server's reply to the last attempt ("250 2.0.0 queued as ...")
+    digests.add_column("item_ids", str)  # JSON list: its papers, to give back or take again on retry
+
+
+def upgrade_to_v3(db: sqlite_utils.Database) -> None:
+    """Readers act from the email: unsubscribes, and "more like this" / "not for me" per paper."""
+    db["unsubscribed"].create({"subscriber": str, "at": str, "via": str}, pk="subscriber")
+    db["feedback"].create(
+        {"subscriber": str, "entry_id": str, "kind": str, "at": str},
+        pk=("subscriber", "entry_id"), foreign_keys=[("entry_id", "entries", "id")],
+    )
+
+
+UPGRADES: tuple[Callable[[sqlite_utils.Database], None], ...] = (create_v1, upgrade_to_v2, upgrade_to_v3)
+assert len(UPGRADES) == SCHEMA_VERSION, "one upgrade per schema version"
