@@ -76,6 +76,8 @@ class Config:
     link_days: int  # how long a feedback link in an email keeps working
     fetch_timeout: float
     max_feed_bytes: int
+    max_entries: int = 5_000  # entries kept per feed and fetch (ingest.max_entries)
+    max_summary_chars: int = 20_000  # an abstract longer than this is trimmed (ingest.max_summary_chars)
 
 
 QUIET_DAYS = ("skip", "note")
@@ -105,7 +107,7 @@ _SECTIONS: dict[str, dict[str, Any]] = {
         "ca_file": None,
         "allow_insecure": False,
     },
-    "ingest": {"timeout": 20.0, "max_bytes": 20_000_000},
+    "ingest": {"timeout": 20.0, "max_bytes": 20_000_000, "max_entries": 5_000, "max_summary_chars": 20_000},
 }
 _FEED_KEYS = {"name", "url"}
 
@@ -190,6 +192,8 @@ def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
         link_days=sections["web"]["link_days"],
         fetch_timeout=float(ingest["timeout"]),
         max_feed_bytes=int(ingest["max_bytes"]),
+        max_entries=int(ingest["max_entries"]),
+        max_summary_chars=int(ingest["max_summary_chars"]),
     )
 
 
@@ -250,6 +254,10 @@ def _check_numbers(sections: dict[str, dict[str, Any]], problems: _Problems) -> 
         problems.add(f"ingest.timeout must be a positive number of seconds, not {ingest['timeout']!r}")
     if not _is_int(ingest["max_bytes"]) or ingest["max_bytes"] < 1024:
         problems.add(f"ingest.max_bytes must be an integer >= 1024, not {ingest['max_bytes']!r}")
+    if not _is_int(ingest["max_entries"]) or ingest["max_entries"] < 1:
+        problems.add(f"ingest.max_entries must be a positive integer, not {ingest['max_entries']!r}")
+    if not _is_int(ingest["max_summary_chars"]) or ingest["max_summary_chars"] < 100:
+        problems.add(f"ingest.max_summary_chars must be an integer >= 100, not {ingest['max_summary_chars']!r}")
 
 
 def _sender(value: str, *, problems: _Problems) -> str:

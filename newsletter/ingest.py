@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import hashlib
 import html
 import html.entities
 import json
 import re
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,12 @@ from .errors import FeedError
 from .ids import arxiv_id, canonical_id
 from .latex import latex_to_unicode
 from .models import Entry
+
+# One entry never holds more than this (a 5 MB "abstract" is trimmed, with "…"); config: ingest.max_summary_chars.
+MAX_SUMMARY_CHARS = 20_000
+MAX_TITLE_CHARS = 1_000
+# Entries kept per feed and fetch (the first ones, feeds list the newest first); config: ingest.max_entries.
+MAX_ENTRIES = 5_000
 
 USER_AGENT = f"newsletter/{__version__} (daily paper digest; +https://github.com/)"
 
@@ -97,16 +106,21 @@ def fetch(
 
 
 def _read_capped(response: httpx.Response, *, feed_name: str, max_bytes: int, timeout: float) -> bytes:
-    """The decoded body, refused past the size cap or the overall deadline."""
+    """The decoded body, refused past the size cap or the overall deadline.
+
+    gzip and deflate are inflated here, at most ``max_bytes + 1`` bytes at a time out of
+    each network chunk: a compression bomb (a 64 KB chunk of gzip can hold 64 MB) is
+    stopped at the cap without ever being inflated in memory.
+    """
     declared = response.headers.get("Content-Length")
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FeedError(f'feed "{feed_name}": {declared} bytes is over the {max_bytes}-byte cap (ingest.max_bytes)')
     chunks: list[bytes] = []
     size = 0
     # The client's timeout bounds each read; this bounds the whole download (a trickling server).
     deadline = time.monotonic() + timeout
-    # iter_bytes decodes gzip/deflate, so the cap also bounds a compression bomb.
-    for chunk in response.iter_bytes():
+    for chunk in _decoded_chunks(response, encoding, feed_name=feed_name, limit=max_bytes + 1):
         if time.monotonic() > deadline:
             raise FeedError(f'feed "{feed_name}": {response.url} timed out after {timeout:g} s (ingest.timeout)')
         size += len(chunk)
@@ -114,6 +128,32 @@ def _read_capped(response: httpx.Response, *, feed_name: str, max_bytes: int, ti
             raise FeedError(f'feed "{feed_name}": more than {max_bytes} bytes, over the cap (ingest.max_bytes)')
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _decoded_chunks(response: httpx.Response, encoding: str, *, feed_name: str, limit: int) -> Iterator[bytes]:
+    """The body's bytes, gzip/deflate inflated in pieces of at most ``limit`` bytes; other codings through httpx."""
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        yield from response.iter_bytes()  # identity, or br/zstd decoded by httpx
+        return
+    # wbits 47 = 32 + 15: zlib or gzip header, detected; a raw deflate stream needs -15.
+    inflater = zlib.decompressobj(47)
+    first = True
+    try:
+        for raw in response.iter_raw():
+            if first and encoding == "deflate" and raw and (raw[0] & 0x0F) != 8:
+                inflater = zlib.decompressobj(-15)  # "deflate" sent without its zlib header (some servers do)
+            first = False
+            data = raw
+            while data:
+                piece = inflater.decompress(data, limit)
+                data = inflater.unconsumed_tail
+                if piece:
+                    yield piece
+        tail = inflater.flush()
+        if tail:
+            yield tail
+    except zlib.error as exc:
+        raise FeedError(f'feed "{feed_name}": the {encoding} body is corrupt: {exc}') from None
 
 
 def _read_file(path: Path, *, feed_name: str, max_bytes: int) -> FetchResult:
@@ -128,21 +168,61 @@ def _read_file(path: Path, *, feed_name: str, max_bytes: int) -> FetchResult:
         raise FeedError(f'feed "{feed_name}": cannot read {path}: {exc.strerror}') from None
 
 
-def parse(content: bytes, *, feed_name: str, content_type: str | None = None, base_url: str = "") -> ParsedFeed:
-    """Entries from RSS/Atom or daily-papers JSON; raise FeedError only if nothing is readable."""
+def parse(
+    content: bytes, *, feed_name: str, content_type: str | None = None, base_url: str = "",
+    max_entries: int = MAX_ENTRIES, max_summary_chars: int = MAX_SUMMARY_CHARS,
+) -> ParsedFeed:
+    """Entries from RSS/Atom or daily-papers JSON; raise FeedError only if nothing is readable.
+
+    At most ``max_entries`` entries are kept (the rest are reported as one skipped line)
+    and each abstract is trimmed to ``max_summary_chars``.
+    """
     head = content.lstrip()[:1]
     if head in (b"[", b"{") or (content_type or "").split(";")[0].strip().endswith("json"):
-        return parse_daily_papers_json(content, feed_name=feed_name)
-    return _parse_with_feedparser(content, feed_name=feed_name, content_type=content_type, base_url=base_url)
+        return parse_daily_papers_json(content, feed_name=feed_name, max_entries=max_entries, max_summary_chars=max_summary_chars)
+    return _parse_with_feedparser(
+        content, feed_name=feed_name, content_type=content_type, base_url=base_url,
+        max_entries=max_entries, max_summary_chars=max_summary_chars,
+    )
 
 
-def _parse_with_feedparser(content: bytes, *, feed_name: str, content_type: str | None, base_url: str) -> ParsedFeed:
+def _over_cap(count: int, max_entries: int, *, feed_name: str) -> list[str]:
+    """The one report line for entries dropped by ingest.max_entries (before any work is spent on them)."""
+    if count <= max_entries:
+        return []
+    return [f'feed "{feed_name}": {count} entries, kept the first {max_entries} (ingest.max_entries); {count - max_entries} skipped']
+
+
+def _trimmed_note(trimmed: int, max_summary_chars: int, *, feed_name: str) -> str | None:
+    if not trimmed:
+        return None
+    return f'feed "{feed_name}": {trimmed} abstract(s) longer than {max_summary_chars} characters trimmed (ingest.max_summary_chars)'
+
+
+def _join(*notes: str | None) -> str | None:
+    return "; ".join(note for note in notes if note) or None
+
+
+def _capped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters at a word boundary when there is one, marked with "…"."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ", max(0, limit - 200))
+    return (cut[:space] if space > 0 else cut).rstrip() + "…"
+
+
+def _parse_with_feedparser(
+    content: bytes, *, feed_name: str, content_type: str | None, base_url: str,
+    max_entries: int = MAX_ENTRIES, max_summary_chars: int = MAX_SUMMARY_CHARS,
+) -> ParsedFeed:
     headers = {"content-type": content_type} if content_type else {}
     if base_url.startswith("http"):
         headers["content-location"] = base_url
     # feedparser's own sanitiser mangles HTML5 entities ("&percnt;"); clean_text strips every tag with nh3 instead.
     parsed = feedparser.parse(content, response_headers=headers, sanitize_html=False, resolve_relative_uris=True)
-    if not parsed.get("version") and not parsed.entries:
+    if not parsed.get("version") and not parsed.entries and not (_CDF_ROOT.match(content[:4096]) and not parsed.get("bozo")):
+        # (feedparser gives a CDF <CHANNEL> no version: a well-formed one without items is an empty feed, not an error)
         what = "empty" if not content.strip() else "not an RSS/Atom/JSON feed (an HTML page or an error message?)"
         raise FeedError(f'feed "{feed_name}": {what}')
     warning = None
@@ -159,9 +239,14 @@ def _parse_with_feedparser(content: bytes, *, feed_name: str, content_type: str 
         # A truncated download: the last entry was cut off before its closing tag.
         skipped.append(f'feed "{feed_name}": entry {len(raw_entries)} was cut off (truncated feed); skipped')
         raw_entries.pop()
+    skipped.extend(_over_cap(len(raw_entries), max_entries, feed_name=feed_name))
+    if len(raw_entries) > max_entries:
+        # The cap must apply here: the feed's size is the only other bound, and a long feed only wastes time and memory.
+        del raw_entries[max_entries:]
+    trimmed = 0
     for index, raw in enumerate(raw_entries, start=1):
         try:
-            entry = _entry_from_feedparser(raw, feed_name=feed_name)
+            entry = _entry_from_feedparser(raw, feed_name=feed_name, max_summary_chars=max_summary_chars)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             skipped.append(f'feed "{feed_name}": entry {index} skipped: {exc}')
             continue
@@ -169,17 +254,21 @@ def _parse_with_feedparser(content: bytes, *, feed_name: str, content_type: str 
             skipped.append(f'feed "{feed_name}": entry {index} has no title, link or id; skipped')
         else:
             entries.append(entry)
-    return ParsedFeed(tuple(entries), tuple(skipped), warning)
+            trimmed += len(entry.summary) >= max_summary_chars - 200 and entry.summary.endswith("…")
+    return ParsedFeed(tuple(entries), tuple(skipped), _join(warning, _trimmed_note(trimmed, max_summary_chars, feed_name=feed_name)))
 
 
-def _entry_from_feedparser(raw: Any, *, feed_name: str) -> Entry | None:
+def _entry_from_feedparser(raw: Any, *, feed_name: str, max_summary_chars: int = MAX_SUMMARY_CHARS) -> Entry | None:
     link = _first_http_link(raw)
     guid = (raw.get("id") or "").strip() or None
     identity = canonical_id(link=link, guid=guid, doi_text=raw.get("prism_doi") or raw.get("dc_identifier"))
-    title = readable_text(raw.get("title", ""), is_html=_is_html(raw, "title"))
-    if identity is None or not (title or link):
+    title = _capped(readable_text((raw.get("title") or "")[: MAX_TITLE_CHARS * 4], is_html=_is_html(raw, "title")), MAX_TITLE_CHARS)
+    if not (title or link):
         return None
-    summary_html = raw.get("summary", "") or _content_value(raw)
+    if identity is None:  # a title alone (no link, guid or DOI): identified by feed and title
+        identity = f"{feed_name}:" + hashlib.sha256(title.encode("utf-8")).hexdigest()[:16], None
+    # Bound the work (and memory) spent on a giant abstract before cleaning it: 4x leaves room for markup.
+    summary_html = (raw.get("summary", "") or _content_value(raw))[: max_summary_chars * 4]
     if not _is_html(raw, "summary"):  # Atom type="text" (arXiv's API): "x<y" is text, not a tag
         summary_html = html.escape(summary_html)
     summary, authors_from_summary = _split_summary(summary_html)
@@ -192,7 +281,7 @@ def _entry_from_feedparser(raw: Any, *, feed_name: str) -> Entry | None:
         id=entry_id,
         title=title or (link or entry_id),
         link=link or _default_link(entry_id),
-        summary=_unlatex(summary),
+        summary=_capped(_unlatex(summary), max_summary_chars),
         authors=authors,
         categories=tuple(dict.fromkeys(tag.get("term", "").strip() for tag in raw.get("tags", []) if tag.get("term"))),
         published=_struct_time_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed")),
@@ -204,7 +293,9 @@ def _entry_from_feedparser(raw: Any, *, feed_name: str) -> Entry | None:
     )
 
 
-def parse_daily_papers_json(content: bytes, *, feed_name: str) -> ParsedFeed:
+def parse_daily_papers_json(
+    content: bytes, *, feed_name: str, max_entries: int = MAX_ENTRIES, max_summary_chars: int = MAX_SUMMARY_CHARS,
+) -> ParsedFeed:
     """The daily-papers API format: a list of {"paper": {...}, "title", "publishedAt", ...}.
 
     Some real archives hold a list of Python repr() strings instead of
@@ -226,8 +317,9 @@ def parse_daily_papers_json(content: bytes, *, feed_name: str) -> ParsedFeed:
         raise FeedError(f'feed "{feed_name}": JSON must be a list of daily-papers items')
     entries: list[Entry] = []
     skipped: list[str] = []
-    repaired = 0
-    for index, item in enumerate(data, start=1):
+    repaired = trimmed = 0
+    skipped.extend(_over_cap(len(data), max_entries, feed_name=feed_name))
+    for index, item in enumerate(data[:max_entries], start=1):
         if isinstance(item, str):
             try:
                 item = ast.literal_eval(item)
@@ -236,14 +328,17 @@ def parse_daily_papers_json(content: bytes, *, feed_name: str) -> ParsedFeed:
                 skipped.append(f'feed "{feed_name}": item {index} is a string that is not a literal; skipped')
                 continue
         try:
-            entries.append(_entry_from_daily_paper(item, feed_name=feed_name))
+            entry = _entry_from_daily_paper(item, feed_name=feed_name, max_summary_chars=max_summary_chars)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             skipped.append(f'feed "{feed_name}": item {index} skipped: {exc}')
+            continue
+        entries.append(entry)
+        trimmed += len(entry.summary) >= max_summary_chars - 200 and entry.summary.endswith("…")
     warning = f"{repaired} items were Python repr strings, not JSON objects; recovered" if repaired else None
-    return ParsedFeed(tuple(entries), tuple(skipped), warning)
+    return ParsedFeed(tuple(entries), tuple(skipped), _join(warning, _trimmed_note(trimmed, max_summary_chars, feed_name=feed_name)))
 
 
-def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
+def _entry_from_daily_paper(item: Any, *, feed_name: str, max_summary_chars: int = MAX_SUMMARY_CHARS) -> Entry:
     if not isinstance(item, dict):
         raise ValueError(f"expected an object, got {type(item).__name__}")
     paper = item.get("paper", item)
@@ -253,7 +348,7 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
     if not found:
         raise ValueError(f"paper.id {paper['id']!r} is not an arXiv id")
     entry_id = f"arxiv:{found[0]}"
-    title = readable_text(item.get("title") or paper.get("title") or "", is_html=False)
+    title = _capped(readable_text(str(item.get("title") or paper.get("title") or "")[: MAX_TITLE_CHARS * 4], is_html=False), MAX_TITLE_CHARS)
     if not title:
         raise ValueError(f"{entry_id} has no title")
     upvotes = paper.get("upvotes")
@@ -261,7 +356,7 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
         id=entry_id,
         title=title,
         link=f"https://huggingface.co/papers/{found[0]}",
-        summary=readable_text(paper.get("summary") or item.get("summary") or "", is_html=False),
+        summary=_capped(readable_text(str(paper.get("summary") or item.get("summary") or "")[: max_summary_chars * 4], is_html=False), max_summary_chars),
         authors=tuple(
             readable_text(author.get("name", ""), is_html=False) for author in paper.get("authors", []) if isinstance(author, dict) and author.get("name")
         ),
@@ -276,7 +371,9 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str) -> Entry:
 
 # --- text helpers -----------------------------------------------------------
 
-_WHITESPACE = re.compile(r"\s+")
+# Runs of ASCII whitespace and line breaks collapse to one space; an authored no-break or fixed-width
+# space (&nbsp; &ensp; &thinsp; ...) is a character of the text and is kept.
+_WHITESPACE = re.compile(r"[ \t\n\r\f\v\x85\u2028\u2029]+")
 _ARXIV_PREFIX = re.compile(r"^\s*arXiv:(\S+)\s+Announce Type:\s*\S+\s*Abstract:\s*", re.I)
 _BARE_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]{1,30})(?![;A-Za-z0-9])")
 _PARAGRAPH = re.compile(r"<p\b[^>]*>(.*?)</p\s*>", re.I | re.S)
@@ -334,6 +431,9 @@ def _arxiv_version(entry_id: str, guid: str | None, summary_html: str) -> int | 
         if found and found[1] and f"arxiv:{found[0]}" == entry_id:
             return found[1]
     return None
+
+
+_CDF_ROOT = re.compile(rb"\s*(?:<\?.*?\?>\s*|<!--.*?-->\s*|<!DOCTYPE[^>]*>\s*)*<channel[\s>]", re.I | re.S)
 
 
 def _closed_entries(content: bytes) -> int:

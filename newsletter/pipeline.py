@@ -112,7 +112,10 @@ def _ingest_one(feed: FeedConfig, *, store: Store, client: httpx.Client, config:
         if fetched.not_modified:
             store.record_fetch(feed.name, url=feed.url, status="not-modified", etag=etag, last_modified=last_modified)
             return FeedReport(feed.name, not_modified=True)
-        parsed = ingest.parse(fetched.content or b"", feed_name=feed.name, content_type=fetched.content_type, base_url=fetched.url)
+        parsed = ingest.parse(
+            fetched.content or b"", feed_name=feed.name, content_type=fetched.content_type, base_url=fetched.url,
+            max_entries=config.max_entries, max_summary_chars=config.max_summary_chars,
+        )
     except FeedError as exc:
         store.record_fetch(feed.name, url=feed.url, status="failed", error=str(exc))
         return FeedReport(feed.name, error=str(exc))
