@@ -1,8 +1,11 @@
 """Build the MIME message and hand it to a transport (a local Maildir, or SMTP).
 
 Headers are set through ``email.message.EmailMessage`` with the SMTP policy,
-which refuses CR/LF inside a header value and RFC 2047-encodes non-ASCII
-names and subjects, so no feed or subscriber text can add a header.
+which RFC 2047-encodes non-ASCII names and subjects (SMTPUTF8 / RFC 6532 is not
+used: every header is ASCII). Every value first becomes one printable line
+(``_one_line``: line breaks, NEL, U+2028/2029 and other controls never reach a
+header; a literal encoded word stays text), so no feed or subscriber text can
+add or split a header.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import re
 import smtplib
 import ssl
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -47,12 +52,13 @@ class Envelope:
 
 def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime) -> tuple[str, bytes]:
     """(Message-ID, the message as bytes): multipart/alternative, text first then HTML."""
-    sender_name, sender_address = parseaddr(envelope.sender)
+    # parseaddr reads '"Name\r\nBcc: x@y" <a@b>' as x@y: line breaks go before the sender is read.
+    sender_name, sender_address = parseaddr(_printable(envelope.sender))
     domain = sender_address.rpartition("@")[2] or "localhost"
     message = EmailMessage(policy=_POLICY)
     message_id = make_msgid(domain=domain)
     try:
-        message["From"] = Address(_one_line(sender_name), addr_spec=sender_address)
+        message["From"] = Address(_one_line(_decoded(sender_name)), addr_spec=sender_address)
         message["To"] = Address(_one_line(envelope.recipient_name), addr_spec=envelope.recipient)
         message["Subject"] = _one_line(email.subject)
         message["Message-ID"] = message_id
@@ -70,7 +76,7 @@ def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime)
 def _list_unsubscribe(message: EmailMessage, envelope: Envelope) -> None:
     """RFC 2369 List-Unsubscribe (https first, as mail providers prefer) and RFC 8058 one-click."""
     targets = [envelope.unsubscribe_https, envelope.unsubscribe_mailto]
-    message["List-Unsubscribe"] = ", ".join(f"<{_one_line(target)}>" for target in targets if target)
+    message["List-Unsubscribe"] = ", ".join(f"<{_printable(target)}>" for target in targets if target)
     if envelope.unsubscribe_https:
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
@@ -93,7 +99,31 @@ class _SmtpPolicy(EmailPolicy):
 _POLICY = _SmtpPolicy(linesep="\r\n")  # policy.SMTP is EmailPolicy(linesep="\r\n")
 
 
+def _decoded(name: str) -> str:
+    """A display name as text: config.toml keeps a non-ASCII sender name RFC 2047-encoded (formataddr)."""
+    try:
+        return str(make_header(decode_header(name)))
+    except (HeaderParseError, UnicodeError, LookupError):
+        return name
+
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _one_line(text: str) -> str:
+    """Header-safe text: one line, no control character, no literal RFC 2047 encoded word.
+
+    Line breaks, NEL and the Unicode line/paragraph separators become spaces and other C0/C1
+    controls go, so no value can end its header. A literal "=?utf-8?q?...?=" in a name or
+    subject would be decoded by every reader's mail program (and by Python's own parser, which
+    then emits it half-decoded, turning a display name into an address group): a WORD JOINER
+    after "=" keeps it plain text, shown as written.
+    """
+    return _printable(text).replace("=?", "=\u2060?")
+
+
+def _printable(text: str) -> str:
+    text = _CONTROLS.sub(lambda m: " " if m.group() in "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029" else "", text)
     return " ".join(text.split())
 
 
@@ -190,7 +220,7 @@ class SmtpTransport:
             self._client = self._connect()
         client = self._client
         try:
-            code, reply = client.mail(parseaddr(sender)[1])
+            code, reply = client.mail(parseaddr(_printable(sender))[1])
             if code != 250:
                 self._reset()
                 raise (DeliveryError if 400 <= code < 500 else ServerUnavailable)(f"{self.where}: sender {sender} refused: {_reply(code, reply)}")

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import jinja2
+import markupsafe
 import premailer
 
 from .errors import RenderError
@@ -58,6 +60,7 @@ class Renderer:
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
+            finalize=printable,  # every value a template prints: no control character from a feed reaches an email
         )
         self.env.filters["wrap"] = wrap
         self.templates = templates
@@ -168,7 +171,7 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
     picked = f"{len(items)} of {digest.considered} new papers matched your topics"
     return {
         "title": branding.title,
-        "subject": subject_line(branding.title, digest.items, period_word=period_word),
+        "subject": one_line(subject_line(branding.title, digest.items, period_word=period_word)),
         "preheader": _preheader(digest.items, picked=picked, period_word=period_word),
         "date": f"{digest.created_at:%A} {digest.created_at.day} {digest.created_at:%B %Y}",
         "summary_line": f"Hello {subscriber.name}: {picked}." if items else f"Hello {subscriber.name}.",
@@ -372,8 +375,52 @@ def _is_boundary(text: str, start: int, end: int) -> bool:
     return not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_")
 
 
+_URL_KEEP = "!#$%&'()*+,/:;=?@[]~-._"  # RFC 3986 reserved and unreserved characters, and existing %-escapes
+_HOST = re.compile(r"(?:[\w.~%!$&'()*+,;=-]+@)?(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
+_SEPARATORS = re.compile(r"[\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")  # line breaks and separators text may not hold
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")  # C0 (but tab, newline), DEL, C1 (but NEL)
+
+
+def printable(value: Any) -> Any:
+    """A printed value without control characters: separators become a space, the rest (NUL, ESC, ...) go.
+
+    Jinja calls this on every ``{{ }}`` before escaping; ``\n`` and tab stay, since the text template's ``wrap``
+    makes its own lines. Ingest already collapses whitespace; this is the render side's own guarantee.
+    """
+    if isinstance(value, str) and (_CONTROLS.search(value) or _SEPARATORS.search(value)):
+        cleaned = _CONTROLS.sub("", _SEPARATORS.sub(" ", value))
+        return type(value)(cleaned) if isinstance(value, markupsafe.Markup) else cleaned
+    return value
+
+
+def one_line(text: str) -> str:
+    """``text`` fit for a header or a subject: printable, whitespace collapsed."""
+    return " ".join(printable(text).split())
+
+
 def safe_url(url: str | None) -> str | None:
-    return url if url and re.match(r"https?://", url, re.I) else None
+    """An http(s) URL from a feed as a well-formed URI, or None.
+
+    Any other scheme (javascript:, data:, vbscript:, a scheme hidden behind spaces or control characters) and any
+    URL without a plain host is refused. Whatever RFC 3986 does not allow in a path, query or fragment (spaces,
+    quotes, angle brackets, backticks, control characters, non-ASCII) is percent-encoded, so a link can neither
+    break out of its attribute in a client that mangles quoting nor carry a space into the text part.
+    """
+    if not url or not re.match(r"https?://", url := url.strip(), re.I):
+        return None
+    try:
+        parts = urlsplit(url)  # also drops the tabs and newlines a URL parser ignores
+        netloc = parts.netloc.encode("idna").decode("ascii") if not parts.netloc.isascii() else parts.netloc
+    except (ValueError, UnicodeError):
+        return None
+    if not _HOST.fullmatch(netloc):
+        return None
+    return urlunsplit((
+        parts.scheme.lower(), netloc, quote(parts.path, safe=_URL_KEEP), quote(parts.query, safe=_URL_KEEP),
+        quote(parts.fragment, safe=_URL_KEEP),
+    ))
 
 
 @functools.lru_cache(maxsize=16384)  # abstracts and author lines are the same in every email that shows them
