@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import math
 import os
 import re
 import ssl
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
 from pathlib import Path
@@ -24,6 +26,49 @@ from .errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION = 366 * 86400  # a year: longer ones overflow date arithmetic (retry backoff doubles it)
+MAX_DAYS = 3650  # lookback_days, link_days
+MAX_TEXT = 1000  # characters in one string setting
+MAX_SHOWN = 480  # characters of one problem line before its middle is cut
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+# Characters that move the cursor, end a line or reorder text on a terminal, in a header or a log line.
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def has_control_chars(text: str) -> bool:
+    """Control characters (NUL, ESC, newlines, tab, DEL), line/paragraph separators or bidi overrides.
+
+    Zero-width joiners and other format characters that scripts need are allowed.
+    """
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") or c in _BIDI_CONTROLS for c in text)
+
+
+def one_line(text: str, *, limit: int = MAX_SHOWN) -> str:
+    """A problem as one printable line: unprintable characters escaped, an over-long middle cut out."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    if len(shown) > limit:
+        keep = limit - 40
+        shown = f"{shown[:keep - 80]} …[{len(shown) - keep} characters cut]… {shown[-80:]}"
+    return shown
+
+
+def bad_text(value: Any, *, max_len: int = MAX_TEXT) -> str | None:
+    """Why a string setting is unusable, or None: not a string, empty, too long, control characters."""
+    if not isinstance(value, str):
+        return f"must be a string, not {_type_name(value)}"
+    if not value.strip():
+        return "must be a non-empty string"
+    if len(value) > max_len:
+        return f"is {len(value)} characters long (at most {max_len})"
+    if has_control_chars(value):
+        return "must be a single line without control characters"
+    return None
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "a table", list: "an array", bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
 
 
 @dataclass(frozen=True)
@@ -132,7 +177,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{config_path}: cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+        raise ConfigError(one_line(f"{config_path}: not valid TOML: {exc}")) from None
+    except RecursionError:
+        raise ConfigError(f"{config_path}: not valid TOML: arrays or tables nested too deeply") from None
     return parse_config(raw, path=config_path)
 
 
@@ -144,7 +191,7 @@ class _Problems:
         self.lines: list[str] = []
 
     def add(self, message: str) -> None:
-        self.lines.append(f"{self.path}: {message}")
+        self.lines.append(one_line(f"{self.path}: {message}"))
 
 
 def parse_config(raw: dict[str, Any], *, path: Path) -> Config:
@@ -205,28 +252,26 @@ def _sections(raw: dict[str, Any], problems: _Problems) -> dict[str, dict[str, A
         if not isinstance(given, dict):
             problems.add(f"[{section}] must be a table")
             given = {}
-        for key in given.keys() - defaults.keys():
+        for key in sorted(given.keys() - defaults.keys()):
             problems.add(f"unknown key {section}.{key} (known: {', '.join(sorted(defaults))})")
         sections[section] = {**defaults, **given}
-    for section in raw.keys() - _SECTIONS.keys() - {"feeds"}:
+    for section in sorted(raw.keys() - _SECTIONS.keys() - {"feeds"}):
         problems.add(f"unknown section [{section}]")
     return sections
 
 
 def _check_newsletter(news: dict[str, Any], problems: _Problems) -> tuple[str, str, str | None]:
     """(sender with an ASCII domain, default time zone, base_url without trailing slash)."""
-    for key in ("title", "sender", "database", "templates", "subscribers", "timezone"):
-        if not isinstance(news[key], str) or not news[key].strip():
-            problems.add(f"newsletter.{key} must be a non-empty string")
-    for key in ("title", "sender"):
-        if isinstance(news[key], str) and ("\n" in news[key] or "\r" in news[key]):
-            problems.add(f"newsletter.{key} must be a single line")
-    sender = _sender(news["sender"], problems=problems) if isinstance(news["sender"], str) else ""
-    timezone = news["timezone"] if isinstance(news["timezone"], str) else "UTC"
+    bad = {key: bad_text(news[key]) for key in ("title", "sender", "database", "templates", "subscribers", "timezone")}
+    for key, why in bad.items():
+        if why:
+            problems.add(f"newsletter.{key} {why}")
+    sender = _sender(news["sender"], problems=problems) if not bad["sender"] else ""
+    timezone = news["timezone"] if not bad["timezone"] else "UTC"
     if not valid_timezone(timezone):
         problems.add(f'newsletter.timezone "{timezone}" is not an IANA time zone (e.g. "Europe/London")')
     base_url = news["base_url"]
-    if base_url is not None and (not isinstance(base_url, str) or not re.match(r"https?://", base_url)):
+    if base_url is not None and (bad_text(base_url) or not re.match(r"https?://[^\s/]", base_url) or re.search(r"\s", base_url)):
         problems.add(f'newsletter.base_url "{base_url}" must start with http:// or https://')
         base_url = None
     return sender, timezone, base_url.rstrip("/") if base_url else None
@@ -237,21 +282,28 @@ def _check_numbers(sections: dict[str, dict[str, Any]], problems: _Problems) -> 
     for key in ("max_items", "lookback_days"):
         if not _is_int(ranking[key]) or ranking[key] < 1:
             problems.add(f"ranking.{key} must be a positive integer, not {ranking[key]!r}")
-    if not _is_number(ranking["min_score"]) or ranking["min_score"] < 0:
+    if _is_int(ranking["lookback_days"]) and ranking["lookback_days"] > MAX_DAYS:
+        problems.add(f"ranking.lookback_days must be at most {MAX_DAYS}, not {ranking['lookback_days']!r}")
+    if not _is_number(ranking["min_score"]) or not math.isfinite(ranking["min_score"]) or ranking["min_score"] < 0:
         problems.add(f"ranking.min_score must be a number >= 0, not {ranking['min_score']!r}")
     if not _is_number(ranking["diversity"]) or not 0 <= ranking["diversity"] < 1:
         problems.add(f"ranking.diversity must be a number from 0 (off) to below 1, not {ranking['diversity']!r}")
     if sections["delivery"]["method"] not in ("maildir", "smtp"):
         problems.add(f'delivery.method "{sections["delivery"]["method"]}" must be "maildir" or "smtp"')
-    if not _is_int(sections["web"]["link_days"]) or sections["web"]["link_days"] < 1:
-        problems.add(f"web.link_days must be a positive integer, not {sections['web']['link_days']!r}")
+    if not _is_int(sections["web"]["link_days"]) or not 1 <= sections["web"]["link_days"] <= MAX_DAYS:
+        problems.add(f"web.link_days must be an integer from 1 to {MAX_DAYS}, not {sections['web']['link_days']!r}")
+    if not isinstance(sections["web"]["secret_env"], str) or not _ENV_NAME.fullmatch(sections["web"]["secret_env"]):
+        problems.add(f"web.secret_env must be the name of an environment variable (letters, digits, _), not {sections['web']['secret_env']!r}")
+    why = bad_text(sections["delivery"]["maildir"])
+    if why:
+        problems.add(f"delivery.maildir {why}")
     for key, low in (("max_attempts", 1), ("rate_limit", 0)):
         if not _is_int(sections["delivery"][key]) or sections["delivery"][key] < low:
             problems.add(f"delivery.{key} must be an integer >= {low}, not {sections['delivery'][key]!r}")
     if sections["delivery"]["quiet_days"] not in QUIET_DAYS:
         problems.add(f'delivery.quiet_days "{sections["delivery"]["quiet_days"]}" must be "skip" (send nothing) or "note" (a short note)')
-    if not _is_number(ingest["timeout"]) or ingest["timeout"] <= 0:
-        problems.add(f"ingest.timeout must be a positive number of seconds, not {ingest['timeout']!r}")
+    if not _is_number(ingest["timeout"]) or not 0 < ingest["timeout"] <= 3600:
+        problems.add(f"ingest.timeout must be a number of seconds above 0 (at most 3600), not {ingest['timeout']!r}")
     if not _is_int(ingest["max_bytes"]) or ingest["max_bytes"] < 1024:
         problems.add(f"ingest.max_bytes must be an integer >= 1024, not {ingest['max_bytes']!r}")
     if not _is_int(ingest["max_entries"]) or ingest["max_entries"] < 1:
@@ -285,17 +337,17 @@ def _parse_feeds(raw_feeds: Any, *, base: Path, problems: _Problems) -> tuple[Fe
         if not isinstance(item, dict):
             problems.add(f"{where} must be a table with name and url")
             continue
-        for key in item.keys() - _FEED_KEYS:
+        for key in sorted(item.keys() - _FEED_KEYS):
             problems.add(f"{where}: unknown key {key} (known: name, url)")
         name, url = item.get("name"), item.get("url")
-        if not isinstance(name, str) or not re.fullmatch(r"[\w.-]+", name or ""):
+        if not isinstance(name, str) or len(name) > 100 or not re.fullmatch(r"[\w.-]+", name):
             problems.add(f"{where}: name {name!r} must be letters, digits, '.', '_' or '-'")
             continue
         if name in seen:
             problems.add(f'{where}: feed name "{name}" is used twice')
         seen.add(name)
-        if not isinstance(url, str) or not url.strip():
-            problems.add(f'feed "{name}": url must be a path or an http(s) URL')
+        if bad_text(url, max_len=4000):
+            problems.add(f'feed "{name}": url must be a path or an http(s) URL on one line ({bad_text(url, max_len=4000)})')
             continue
         if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*://", url) and not url.startswith(("http://", "https://")):
             problems.add(f'feed "{name}": url "{url}" must be http(s) or a file path')
@@ -311,21 +363,28 @@ def _parse_smtp(smtp: dict[str, Any], *, base: Path, problems: _Problems) -> Smt
         problems.add(f'smtp.security "{smtp["security"]}" must be "starttls", "tls" or "none"')
     if not _is_int(smtp["port"]) or not 0 < smtp["port"] < 65536:
         problems.add(f"smtp.port must be an integer 1-65535, not {smtp['port']!r}")
-    if smtp["username"] is not None and not isinstance(smtp["username"], str):
-        problems.add("smtp.username must be a string")
-    if not _is_number(smtp["timeout"]) or smtp["timeout"] <= 0:
-        problems.add(f"smtp.timeout must be a positive number, not {smtp['timeout']!r}")
+    if not _is_number(smtp["timeout"]) or not 0 < smtp["timeout"] <= 3600:
+        problems.add(f"smtp.timeout must be a number of seconds above 0 (at most 3600), not {smtp['timeout']!r}")
+    why = bad_text(smtp["host"], max_len=255)
+    if why or re.search(r"\s", smtp["host"]):
+        problems.add(f"smtp.host {why or 'must not contain spaces'}")
+    if smtp["username"] is not None and bad_text(smtp["username"]):
+        problems.add(f"smtp.username {bad_text(smtp['username'])}")
+    if not isinstance(smtp["password_env"], str) or not _ENV_NAME.fullmatch(smtp["password_env"]):
+        problems.add(f"smtp.password_env must be the name of an environment variable (letters, digits, _), not {smtp['password_env']!r}")
     if not isinstance(smtp["allow_insecure"], bool):
         problems.add(f"smtp.allow_insecure must be true or false, not {smtp['allow_insecure']!r}")
-    if smtp["security"] == "none" and smtp["allow_insecure"] is not True and not _is_loopback(str(smtp["host"])):
+    if smtp["security"] == "none" and smtp["allow_insecure"] is not True and isinstance(smtp["host"], str) and not _is_loopback(smtp["host"]):
         problems.add(
             f'smtp.security = "none" sends mail and password unencrypted to {smtp["host"]}: allowed only for a loopback host; '
             'use "starttls" or "tls", or set smtp.allow_insecure = true'
         )
     ca_file = None
-    if smtp["ca_file"] is not None:
-        ca_file = base / str(smtp["ca_file"])
-        if not ca_file.is_file():
+    if smtp["ca_file"] is not None and bad_text(smtp["ca_file"]):
+        problems.add(f"smtp.ca_file {bad_text(smtp['ca_file'])}")
+    elif smtp["ca_file"] is not None:
+        ca_file = base / smtp["ca_file"]
+        if not _is_file(ca_file):
             problems.add(f"smtp.ca_file {ca_file} is not a file")
         elif not _is_ca_bundle(ca_file):
             problems.add(f"smtp.ca_file {ca_file} is not a PEM CA bundle")
@@ -341,6 +400,13 @@ def _parse_smtp(smtp: dict[str, Any], *, base: Path, problems: _Problems) -> Smt
         ca_file=ca_file,
         allow_insecure=smtp["allow_insecure"] is True,
     )
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system
+        return False
 
 
 def _is_ca_bundle(path: Path) -> bool:
@@ -361,9 +427,12 @@ def _is_loopback(host: str) -> bool:
 
 
 def _duration(value: Any, *, key: str, problems: _Problems) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", value) if isinstance(value, str) else None
-    if not match or int(match.group(1)) == 0:
+    match = re.fullmatch(r" *([0-9]+) *([smhd]) *", value) if isinstance(value, str) else None
+    if not match or not match.group(1).strip("0"):
         problems.add(f'{key} "{value}" is not a duration like "30m", "2h" or "1d"')
+        return 1800
+    if len(match.group(1).lstrip("0")) > 9 or int(match.group(1)) * DURATION_UNITS[match.group(2)] > MAX_DURATION:
+        problems.add(f'{key} "{value.strip()}" is longer than a year')
         return 1800
     return int(match.group(1)) * DURATION_UNITS[match.group(2)]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import LockedError
+from .errors import LockedError, StoreError
 
 
 def lock_path(database: Path) -> Path:
@@ -27,9 +27,9 @@ def sender_lock(database: Path, *, command: str) -> Iterator[None]:
     """Hold the database's sender lock for the block, or raise LockedError naming the holder."""
     path = lock_path(database)
     holder_file = database.with_name(database.name + ".lock-holder")
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), timeout=0)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout:
         holder = _read(holder_file) or "another process"
@@ -37,6 +37,9 @@ def sender_lock(database: Path, *, command: str) -> Iterator[None]:
             f"{database}: {holder} is already sending for this database (lock {path}); "
             "only one `newsletter run` or `newsletter digest` at a time — stop it first"
         ) from None
+    except OSError as exc:  # after Timeout, a TimeoutError (an OSError): the folder is a file, a directory where the lock goes, read-only ...
+        why = f"{path.parent} is not a directory" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror or str(exc)
+        raise StoreError(f"{database}: cannot take the sender lock {path}: {why}") from None
     try:
         holder_file.write_text(f"`newsletter {command}` (pid {os.getpid()})", encoding="utf-8")
         yield

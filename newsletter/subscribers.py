@@ -17,6 +17,7 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from .clock import WEEKDAYS, parse_hhmm, valid_timezone
+from .config import MAX_TEXT, bad_text, one_line
 from .errors import SubscriberError
 from .ids import canonical_id
 from .models import Subscriber, Topic
@@ -71,7 +72,7 @@ def load_subscribers(directory: Path, *, defaults: Defaults = Defaults()) -> Loa
 
 def find_subscriber(directory: Path, subscriber_id: str, *, defaults: Defaults = Defaults()) -> Subscriber:
     if not _ID_PATTERN.fullmatch(subscriber_id):
-        raise SubscriberError(f'"{subscriber_id}" is not a subscriber id: ids are the file names in {_shown(directory)} (letters, digits, ".", "_", "-")')
+        raise SubscriberError(one_line(f'"{subscriber_id}" is not a subscriber id: ids are the file names in {_shown(directory)} (letters, digits, ".", "_", "-")'))
     path = directory / f"{subscriber_id}.toml"
     if not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.toml")) if directory.is_dir() else []
@@ -88,9 +89,11 @@ def load_subscriber_file(path: Path, *, defaults: Defaults = Defaults()) -> Subs
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise SubscriberError(f"{shown}: cannot read: {exc}") from None
+        raise SubscriberError(one_line(f"{shown}: cannot read: {exc}")) from None
     except tomllib.TOMLDecodeError as exc:
-        raise SubscriberError(f"{shown}: not valid TOML: {exc}") from None
+        raise SubscriberError(one_line(f"{shown}: not valid TOML: {exc}")) from None
+    except RecursionError:
+        raise SubscriberError(f"{shown}: not valid TOML: arrays or tables nested too deeply") from None
     return parse_subscriber(raw, subscriber_id=path.stem, path=path, defaults=defaults)
 
 
@@ -151,7 +154,7 @@ class _Failer:
         self.shown = shown
 
     def __call__(self, message: str) -> None:
-        raise SubscriberError(f"{self.shown}: {message}")
+        raise SubscriberError(one_line(f"{self.shown}: {message}"))
 
 
 def _string(raw: dict[str, Any], key: str, fail: _Failer, *, default: str = "") -> str:
@@ -160,6 +163,8 @@ def _string(raw: dict[str, Any], key: str, fail: _Failer, *, default: str = "") 
         fail(f"{key} must be a string, not {type(value).__name__}")
     if "\r" in value or "\n" in value:
         fail(f"{key} must be a single line")
+    if value.strip() and bad_text(value):
+        fail(f"{key} {bad_text(value)}")
     return value.strip()
 
 
@@ -167,6 +172,11 @@ def _strings(raw: dict[str, Any], key: str, fail: _Failer) -> tuple[str, ...]:
     value = raw.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
         fail(f'{key} must be a list of non-empty strings, e.g. {key} = ["..."]')
+    if len(value) > MAX_TEXT:
+        fail(f"{key} has {len(value)} items (at most {MAX_TEXT})")
+    for number, item in enumerate(value, start=1):
+        if bad_text(item):
+            fail(f"{key}[{number}] {bad_text(item)}")
     return tuple(item.strip() for item in value)
 
 
@@ -182,6 +192,8 @@ def _liked_id(value: str, fail: _Failer) -> str:
 def _topics(raw_topics: Any, fail: _Failer) -> tuple[Topic, ...]:
     if not isinstance(raw_topics, list):
         fail("topics must be written as [[topics]] tables")
+    if len(raw_topics) > 100:
+        fail(f"topics: {len(raw_topics)} topics (at most 100)")
     topics: list[Topic] = []
     for index, item in enumerate(raw_topics, start=1):
         where = f"topics[{index}]"
@@ -192,6 +204,8 @@ def _topics(raw_topics: Any, fail: _Failer) -> tuple[Topic, ...]:
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             fail(f"{where}: name is required and must be a non-empty string")
+        if bad_text(name):
+            fail(f"{where}: name {bad_text(name)}")
         keywords = _strings({"keywords": item.get("keywords", [name])}, "keywords", _Failer(f"{fail.shown}: {where}"))
         weight = item.get("weight", 1.0)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight <= 100:

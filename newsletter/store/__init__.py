@@ -51,9 +51,10 @@ class Store(Entries, Digests, ReaderActions):
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db = sqlite_utils.Database(conn)
+            self._refuse_foreign()  # before WAL mode, which rewrites the file's header
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            self.db = sqlite_utils.Database(conn)
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise _store_error(path, exc) from None
@@ -97,6 +98,18 @@ class Store(Entries, Digests, ReaderActions):
         return _iso(self._clock())
 
     # --- schema (the tables themselves: schema.py) ---------------------------
+
+    def _refuse_foreign(self) -> None:
+        """A version-0 file with tables belongs to another program (a new file has none): never write into it."""
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != 0:
+            return
+        foreign = [row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' LIMIT 3")]
+        if foreign:
+            self.db.conn.close()
+            raise StoreError(
+                f"{self.path}: not a newsletter database (it holds {', '.join(foreign)}); it was left as it is — "
+                "point newsletter.database elsewhere"
+            )
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
