@@ -374,6 +374,7 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str, max_summary_chars: int
 # Runs of ASCII whitespace and line breaks collapse to one space; an authored no-break or fixed-width
 # space (&nbsp; &ensp; &thinsp; ...) is a character of the text and is kept.
 _WHITESPACE = re.compile(r"[ \t\n\r\f\v\x85\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
 _ARXIV_PREFIX = re.compile(r"^\s*arXiv:(\S+)\s+Announce Type:\s*\S+\s*Abstract:\s*", re.I)
 _BARE_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]{1,30})(?![;A-Za-z0-9])")
 _PARAGRAPH = re.compile(r"<p\b[^>]*>(.*?)</p\s*>", re.I | re.S)
@@ -388,6 +389,7 @@ def clean_text(value: str, *, is_html: bool = True) -> str:
         value = html.unescape(nh3.clean(value, tags=set()))
         # feedparser drops the ";" of HTML5 entities it does not know ("&percnt;" -> "&percnt").
         value = _BARE_ENTITY.sub(_bare_entity, value)
+    value = _CONTROL.sub("", value)  # NUL, ESC sequences' lead, DEL, C1: never text (tabs, newlines and NEL collapse below)
     return _WHITESPACE.sub(" ", value).strip()
 
 

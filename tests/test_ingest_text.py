@@ -39,3 +39,11 @@ def test_daily_papers_json_text_is_plain() -> None:
     item = {"paper": {"id": "2401.00003", "title": "x<y: a <b>study</b>", "summary": "A & B\n  wrapped", "authors": [{"name": "Ana  Ruiz"}]}}
     (entry,) = ingest.parse(json.dumps([item]).encode(), feed_name="hf").entries
     assert (entry.title, entry.summary, entry.authors) == ("x<y: a <b>study</b>", "A & B wrapped", ("Ana Ruiz",))
+
+
+def test_control_characters_from_feeds_are_dropped_at_ingest() -> None:
+    """NUL, ESC (terminal escapes), DEL and C1 codes are never text; tabs and line breaks become spaces."""
+    from newsletter.ingest import clean_text
+
+    assert clean_text("a\x00b\x1b[31mc\x7fd\x9be\x85f\tg\r\nh", is_html=False) == "ab[31mcde f g h"
+    assert clean_text("<b>bold</b>\x1b &amp; \x07bell") == "bold & bell"
