@@ -1,0 +1,351 @@
+"""One day's `newsletter digest`, end to end, on real data: ingest, rank, render, MIME, Maildir.
+
+Workload (all in a temp deployment dir: config.toml, subscribers/, SQLite, Maildir):
+  - feeds: the first --entries (default 2,000) unique arXiv papers of
+    ../shared/data/papers/daily-arXiv-ai-enhanced (real listings; one file holds 230-670
+    rows, so "a day" of ~2,000 is several listing days taken together), written as one
+    RSS 2.0 file, plus one real daily-papers API JSON file of
+    ../shared/data/papers/hf-daily-paper-newsletter-chinese (the last day);
+  - subscribers: N synthetic TOML files made by bench/rank_speed.py's make_subscribers
+    (3-6 topics each drawn from the 34 topic profiles of bench/ranking_eval.py, i.e. the
+    real topic names of ../shared/data/labelled/, plus one niche topic from paper titles;
+    mixed time zones, excluded words, authors, categories, liked papers).
+
+Printed:
+  - ingest: pipeline.ingest_feeds on the RSS file (fetch + parse + dedupe + store + FTS index)
+    in entries/s, next to feedparser.parse on the same bytes (medians of --repeats, each
+    into a fresh database), and the JSON feed's ingest;
+  - rank / render: on a sample of --sample subscribers, with the store and pool the run uses:
+    candidate_pool once, then pipeline.build_digest per subscriber (subscribers/s), then
+    Renderer.render + deliver.build_message + MaildirTransport.send (digests/s);
+  - the whole daily run: pipeline.run_digests(config, DigestRequest(ignore_time=True),
+    clock=fixed) into the Maildir: wall time, digests/s, peak RSS (ru_maxrss of a fresh
+    process per size, so sizes do not share a peak);
+  - naive reference on --naive-sample subscribers, extrapolated per digest: a fresh Pool
+    per subscriber (build_digest without a shared pool, as rank_speed's per-subscriber
+    comparison), premailer per email (Renderer(templates, inline=False)), one EmailMessage
+    per digest (build_message), Maildir write; and ours/naive;
+  - scaling: per-digest cost of the whole run at N vs at 1,000 subscribers (both sizes run
+    in this invocation when --subscribers > 1000).
+
+Run: python bench/pipeline.py [--subscribers 1000] [--entries 2000] [--sample 300] [--naive-sample 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import feedparser  # noqa: E402
+from rank_speed import load_entries, make_subscribers  # noqa: E402
+
+from newsletter import pipeline  # noqa: E402
+from newsletter.config import load_config  # noqa: E402
+from newsletter.deliver import MaildirTransport, build_message  # noqa: E402
+from newsletter.models import Entry, Subscriber  # noqa: E402
+from newsletter.render import Renderer  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "papers"
+DAILY_JSON = max((DATA / "hf-daily-paper-newsletter-chinese" / "Paper_metadata_download").glob("*.json"))
+NOW = dt.datetime(2026, 7, 1, 6, tzinfo=dt.timezone.utc)  # the store's clock: ingest, then the digest run
+
+
+def clock() -> dt.datetime:
+    return NOW
+
+
+# --- the deployment -------------------------------------------------------------------
+
+
+def write_rss(entries: list[Entry], path: Path) -> None:
+    items = []
+    for entry in entries:
+        arxiv_id = entry.id.removeprefix("arxiv:")
+        creators = "".join(f"<dc:creator>{escape(name)}</dc:creator>" for name in entry.authors)
+        categories = "".join(f"<category>{escape(c)}</category>" for c in entry.categories)
+        items.append(
+            f"<item><title>{escape(entry.title)}</title><link>https://arxiv.org/abs/{arxiv_id}</link>"
+            f"<description>{escape(entry.summary)}</description>"
+            f'<guid isPermaLink="false">oai:arXiv.org:{arxiv_id}v1</guid>{creators}{categories}'
+            f"<pubDate>{format_datetime(NOW - dt.timedelta(hours=6))}</pubDate></item>"
+        )
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+        "<channel><title>arXiv cs (bench)</title><link>https://arxiv.org/</link><description>bench</description>"
+        + "".join(items) + "</channel></rss>\n",
+        encoding="utf-8",
+    )
+
+
+def toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string for this text
+
+
+def write_subscriber(subscriber: Subscriber, directory: Path) -> None:
+    lines = [
+        f"email = {toml_str(subscriber.email)}", f"name = {toml_str(subscriber.name)}",
+        f"timezone = {toml_str(subscriber.timezone)}", f'send_at = "{subscriber.send_at:%H:%M}"',
+        f"max_items = {subscriber.max_items}",
+    ]
+    for key in ("exclude", "authors", "categories", "liked"):
+        values = getattr(subscriber, key)
+        if values:
+            lines.append(f"{key} = [{', '.join(toml_str(v) for v in values)}]")
+    for topic in subscriber.topics:
+        lines += ["", "[[topics]]", f"name = {toml_str(topic.name)}",
+                  f"keywords = [{', '.join(toml_str(k) for k in topic.keywords)}]", f"weight = {float(topic.weight)}"]
+    (directory / f"{subscriber.id}.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def write_config(directory: Path, *, database: str, maildir: str = "outbox") -> Path:
+    path = directory / f"config-{database}.toml"
+    path.write_text(
+        f"""[newsletter]
+title = "Daily Papers"
+sender = "Daily Papers <papers@example.org>"
+database = "{database}"
+templates = "{ROOT / 'templates'}"
+subscribers = "subscribers"
+
+[[feeds]]
+name = "arxiv"
+url = "feeds/arxiv.rss.xml"
+
+[[feeds]]
+name = "daily-papers"
+url = "feeds/daily-papers.json"
+
+[ranking]
+max_items = 10
+lookback_days = 7
+
+[delivery]
+method = "maildir"
+maildir = "{maildir}"
+
+[ingest]
+max_entries = 100000
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def timed(work):  # -> (seconds, result)
+    start = time.perf_counter()
+    result = work()
+    return time.perf_counter() - start, result
+
+
+# --- one size, in its own process -----------------------------------------------------
+
+
+def run_size(count: int, entries_wanted: int, sample: int, naive_sample: int, repeats: int, do_ingest: bool) -> dict:
+    """Build the deployment in a temp dir (kept: the parent runs the day there, then removes it); measure the parts."""
+    out: dict = {"subscribers": count}
+    base = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    out["dir"] = str(base)
+    if True:  # (one level kept for the diff)
+        (base / "feeds").mkdir()
+        (base / "subscribers").mkdir()
+        entries = load_entries(entries_wanted)
+        rss = base / "feeds" / "arxiv.rss.xml"
+        write_rss(entries, rss)
+        shutil.copyfile(DAILY_JSON, base / "feeds" / "daily-papers.json")
+        subscribers = make_subscribers(count, entries)
+        out["setup_s"], _ = timed(lambda: [write_subscriber(s, base / "subscribers") for s in subscribers])
+        out["entries"] = len(entries)
+        out["rss_bytes"] = rss.stat().st_size
+
+        # ingest: fresh databases for the repeats, the last one is the run's
+        if do_ingest:
+            content = rss.read_bytes()
+            raw = [timed(lambda: feedparser.parse(content, sanitize_html=False, resolve_relative_uris=True))[0] for _ in range(repeats)]
+            out["feedparser_rate"] = len(entries) / statistics.median(raw)
+            ingest_times, json_times = [], []
+            for number in range(repeats):
+                scratch = load_config(write_config(base, database=f"ingest{number}.db"))
+                seconds, report = timed(functools.partial(pipeline.ingest_feeds, scratch, only="arxiv", clock=clock))
+                assert report.feeds[0].error is None and report.feeds[0].new == len(entries), report.feeds[0]
+                ingest_times.append(seconds)
+                seconds, report = timed(functools.partial(pipeline.ingest_feeds, scratch, only="daily-papers", clock=clock))
+                json_times.append(seconds)
+                out["json_entries"] = report.feeds[0].new + report.feeds[0].duplicate + report.feeds[0].updated
+                out["json_duplicates"] = report.feeds[0].duplicate + report.feeds[0].updated
+            out["ingest_rate"] = len(entries) / statistics.median(ingest_times)
+            out["json_rate"] = out["json_entries"] / statistics.median(json_times)
+        config = load_config(write_config(base, database="newsletter.db"))
+        pipeline.ingest_feeds(config, clock=clock)
+        shutil.copyfile(base / "newsletter.db", base / "sample.db")
+        sample_config = load_config(write_config(base, database="sample.db", maildir="scratch-box"))
+
+        # rank and render on a sample, on a copy of the run's database (same pool, nothing sent yet)
+        out["load_subscribers_s"], loaded = timed(lambda: pipeline.subscribers_of(config))
+        chosen = loaded.subscribers
+        assert len(chosen) == count, pipeline.subscribers_of(config).problems[:3]
+        picked = chosen[: min(sample, count)]
+        scratch_box = MaildirTransport(base / "scratch-box")
+        with pipeline.open_store(sample_config, clock=clock) as store:
+            out["pool_s"], pool = timed(lambda: pipeline.candidate_pool(config, store, chosen, now=NOW))
+            out["pool_size"] = len(pool)
+            rank_s, digests = timed(lambda: [pipeline.build_digest(config, store, s, now=NOW, pool=pool) for s in picked])
+            out["rank_rate"] = len(picked) / rank_s
+            out["rank_rate_with_pool"] = count / (out["pool_s"] + rank_s * count / len(picked))
+            digests = [d for d in digests if d.items]
+            out["nonempty_share"] = len(digests) / len(picked)
+            out["renderer_start_s"], renderer = timed(lambda: Renderer(config.templates))
+            branding = pipeline._branding(config)
+
+            def deliver_one(digest, renderer) -> int:
+                links = pipeline.links_for(config, digest, signer=None)
+                email = renderer.render(digest, branding=branding, links=links)
+                _, message = build_message(email, envelope=pipeline._envelope(config, digest.subscriber, links), now=NOW)
+                scratch_box.send(message, sender=config.sender, recipient=digest.subscriber.email)
+                return len(message)
+
+            render_s, sizes = timed(lambda: [deliver_one(d, renderer) for d in digests])
+            out["render_rate"] = len(digests) / render_s
+            out["message_kb"] = statistics.mean(sizes) / 1024 if sizes else 0
+
+            # naive: fresh pool per subscriber, premailer per email, EmailMessage per digest, Maildir write
+            naive_renderer = Renderer(config.templates, inline=False)
+            few = chosen[:naive_sample]
+            naive_rank_s, naive_digests = timed(lambda: [pipeline.build_digest(config, store, s, now=NOW) for s in few])
+            naive_digests = [d for d in naive_digests if d.items]
+            naive_render_s, _ = timed(lambda: [deliver_one(d, naive_renderer) for d in naive_digests])
+            out["naive_rank_rate"] = len(few) / naive_rank_s
+            out["naive_render_rate"] = len(naive_digests) / naive_render_s if naive_digests else float("nan")
+        scratch_box.close()
+
+    return out
+
+
+def daily_run(config_path: Path) -> dict:
+    """`newsletter digest --all` for one day: run_digests with a fixed clock, into the config's Maildir."""
+    config = load_config(config_path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    wall, report = timed(lambda: pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=clock))
+    statuses: dict[str, int] = {}
+    for outcome in report.digests:
+        statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+    return {
+        "run_s": wall, "statuses": statuses, "sent": statuses.get("sent", 0), "problems": len(report.problems),
+        "rss_before_run_mb": before / 1024, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "vmhwm_mb": _vmhwm_mb(),
+    }
+
+
+def _vmhwm_mb() -> float | None:
+    """Linux's per-process high-water mark (not inherited from the parent, unlike ru_maxrss)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def show(r: dict) -> None:
+    n = r["subscribers"]
+    print(f"\n=== {n:,} subscribers, {r['entries']:,} arXiv entries ({r['rss_bytes'] / 2**20:.1f} MB RSS) "
+          f"+ daily-papers JSON; pool {r['pool_size']:,} candidates ===")
+    if "ingest_rate" in r:
+        print(f"ingest (fetch+parse+dedupe+store+FTS index): {r['ingest_rate']:8,.0f} entries/s; "
+              f"feedparser.parse alone on the same bytes: {r['feedparser_rate']:8,.0f} entries/s "
+              f"-> ingest runs at {r['ingest_rate'] / r['feedparser_rate']:.2f}x the raw parse "
+              f"(store+clean overhead {r['feedparser_rate'] / r['ingest_rate']:.2f}x)")
+        print(f"ingest of the daily-papers JSON: {r['json_rate']:,.0f} entries/s ({r['json_entries']} entries, "
+              f"{r['json_duplicates']} already stored from arXiv)")
+    print(f"rank: candidate pool {r['pool_s']:.2f} s once; build_digest {r['rank_rate']:,.0f} subscribers/s "
+          f"(sample); {r['rank_rate_with_pool']:,.0f} subscribers/s with the pool amortised over {n:,}")
+    print(f"render + MIME + Maildir write: {r['render_rate']:,.0f} digests/s (sample; {r['message_kb']:.0f} KB/message; "
+          f"renderer start-up {r['renderer_start_s'] * 1000:.0f} ms; {r['nonempty_share']:.0%} of sampled readers had picks)")
+    sent = r["sent"]
+    print(f"whole daily run (run_digests -> Maildir): {r['run_s']:.1f} s wall, {sent:,} digests sent "
+          f"({r['statuses']}), {sent / r['run_s']:,.0f} digests/s, {r['run_s'] / max(sent, 1) * 1000:.2f} ms/digest; "
+          f"peak RSS {r['peak_rss_mb']:.0f} MB (ru_maxrss of its own process; {r['rss_before_run_mb']:.0f} MB after imports; VmHWM {r['vmhwm_mb'] or 0:.0f} MB); "
+          f"Maildir files {r['maildir_files']:,}; DB {r['db_mb']:.0f} MB")
+    parts = {"load subscribers": r["load_subscribers_s"], "pool": r["pool_s"], "rank": n / r["rank_rate"],
+             "render+MIME+Maildir": sent / r["render_rate"]}
+    rest = r["run_s"] - sum(parts.values())
+    print("  apportioned from the samples: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
+          + f"; the rest (outbox: queue in SQLite, claim, mark sent; run overhead) {rest:.1f} s")
+    naive_digest_s = 1 / r["naive_rank_rate"] + 1 / r["naive_render_rate"]  # per digest, on the naive sample
+    ours_digest_s = r["run_s"] / max(sent, 1)
+    print(f"naive reference (fresh Pool per subscriber, premailer per email; sampled, extrapolated per digest): "
+          f"rank {r['naive_rank_rate']:.2f} subscribers/s, render+MIME+Maildir {r['naive_render_rate']:.1f} digests/s "
+          f"-> {naive_digest_s:.2f} s/digest, {n * naive_digest_s / 3600:.1f} h projected for {n:,}")
+    print(f"ours/naive: whole run {naive_digest_s / ours_digest_s:,.0f}x faster per digest; "
+          f"rank {r['rank_rate'] / r['naive_rank_rate']:,.0f}x; render {r['render_rate'] / r['naive_render_rate']:.1f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--entries", type=int, default=2000)
+    parser.add_argument("--sample", type=int, default=300, help="subscribers for the rank/render split")
+    parser.add_argument("--naive-sample", type=int, default=10, help="subscribers for the naive reference (slow)")
+    parser.add_argument("--repeats", type=int, default=3, help="ingest repeats (medians)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: one size, JSON out
+    parser.add_argument("--no-ingest", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--run-config", help=argparse.SUPPRESS)  # internal: only the daily run, JSON out
+    args = parser.parse_args()
+    if args.run_config:
+        print(json.dumps(daily_run(Path(args.run_config))))
+        return
+    if args.one:
+        result = run_size(args.subscribers, args.entries, args.sample, args.naive_sample, args.repeats, not args.no_ingest)
+        print(json.dumps(result))
+        return
+    sizes = [1000, args.subscribers] if args.subscribers > 1000 else [args.subscribers]
+    print(f"bench/pipeline.py: sizes {sizes}, each in a fresh process (its own peak RSS); NOW = {NOW:%Y-%m-%d %H:%M} UTC")
+    results = []
+    for number, size in enumerate(sizes):
+        command = [sys.executable, __file__, "--one", "--subscribers", str(size), "--entries", str(args.entries),
+                   "--sample", str(args.sample), "--naive-sample", str(args.naive_sample), "--repeats", str(args.repeats)]
+        if number:
+            command.append("--no-ingest")  # the same feeds: ingest is measured once
+        done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        base = Path(result["dir"])
+        try:  # the day's run in a fresh process started from this small one: its own wall time and peak RSS
+            done = subprocess.run([sys.executable, __file__, "--run-config", str(base / "config-newsletter.db.toml")],
+                                  check=True, stdout=subprocess.PIPE, text=True)
+            result.update(json.loads(done.stdout.strip().splitlines()[-1]))
+            result["maildir_files"] = len(list((base / "outbox" / "new").iterdir()))
+            result["db_mb"] = (base / "newsletter.db").stat().st_size / 2**20
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        results.append(result)
+        show(results[-1])
+    if len(results) > 1:
+        small, big = results[0], results[-1]
+        per_small = small["run_s"] / max(small["sent"], 1)
+        per_big = big["run_s"] / max(big["sent"], 1)
+        print(f"\nscaling: {per_big * 1000:.2f} ms/digest at {big['subscribers']:,} vs {per_small * 1000:.2f} ms/digest at "
+              f"{small['subscribers']:,} -> x{per_big / per_small:.2f} per digest; peak RSS {big['peak_rss_mb']:.0f} MB vs "
+              f"{small['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
