@@ -95,7 +95,8 @@ def _send_one(store: Store, transport: object, queued: QueuedDigest, *, policy: 
         return DigestOutcome(queued.subscriber, "queued", queued.period, detail="another process claimed it first"), False
     attempt = {"max_attempts": policy.max_attempts, "retry_after": policy.retry_after}
     try:
-        reply = transport.send(queued.message, sender=policy.sender, recipient=queued.recipient)  # type: ignore[attr-defined]
+        message = store.message_of(queued.id)
+        reply = transport.send(message, sender=policy.sender, recipient=queued.recipient)  # type: ignore[attr-defined]
     except RecipientRefused as exc:
         store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc), permanent=True))
         return DigestOutcome(queued.subscriber, "bounced", queued.period, detail=str(exc)), False

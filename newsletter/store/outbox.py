@@ -19,11 +19,12 @@ from ._util import _dicts, _iso
 
 @dataclass(frozen=True)
 class QueuedDigest:
+    """A row of the outbox waiting to be sent; its message bytes are read only when it is sent (message_of)."""
+
     id: int
     subscriber: str
     period: str
     recipient: str
-    message: bytes
     attempts: int
     status: str  # "queued", or "sending" when a process claimed it (and may have died)
     claimed_by: str | None
@@ -102,11 +103,15 @@ class Digests:
             where += f" AND subscriber IN ({', '.join('?' * len(chosen))})"
             params += chosen
         cursor = self._query(
-            "SELECT id, subscriber, period, recipient, message, attempts, status, claimed_by, claimed_at"
+            "SELECT id, subscriber, period, recipient, attempts, status, claimed_by, claimed_at"
             f" FROM digests WHERE {where} ORDER BY id",
             params,
         )
         return [QueuedDigest(*row) for row in cursor]
+
+    def message_of(self, digest_id: int) -> bytes:
+        """The stored message, read one at a time: a batch never holds every digest's bytes in memory."""
+        return bytes(self._query("SELECT message FROM digests WHERE id = ?", [digest_id]).fetchone()[0])
 
     def next_retry_at(self) -> dt.datetime | None:
         row = self._query("SELECT min(next_attempt_at) FROM digests WHERE status = 'queued'").fetchone()
