@@ -311,23 +311,8 @@ def content_column(page: Page) -> dict[str, Any]:
 
 def contrast_failures(page: Page, minimum: float = MIN_CONTRAST) -> dict[str, Any]:
     """Every visible text (per element) whose colour has less than ``minimum``:1 contrast with what is behind it."""
-    return _run(page, r"""
-    (minimum) => {
-      const { describe, rgba, over, contrast, hex, background, textNodes, textRects } = window.__emailTest;
-      const seen = new Map();
-      for (const node of textNodes(document.body)) {
-        if (!textRects(node).length) continue;
-        const el = node.parentElement;
-        if (seen.has(el)) continue;
-        const bg = background(el);
-        const fg = over(rgba(getComputedStyle(el).color), bg);
-        seen.set(el, { selector: describe(el), text: node.nodeValue.trim().slice(0, 50),
-                       color: hex(fg), background: hex(bg), ratio: Math.round(contrast(fg, bg) * 100) / 100 });
-      }
-      const all = [...seen.values()];
-      return { checked: all.length, failures: all.filter(t => t.ratio < minimum) };
-    }
-    """, minimum)
+    texts = text_contrasts(page, "body")
+    return {"checked": len(texts), "failures": [text for text in texts if text["ratio"] < minimum]}
 
 
 def text_contrasts(page: Page | Frame, selector: str) -> list[dict[str, Any]]:
