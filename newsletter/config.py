@@ -13,7 +13,6 @@ import os
 import re
 import ssl
 import tomllib
-import unicodedata
 from dataclasses import dataclass
 from email.utils import formataddr, parseaddr
 from pathlib import Path
@@ -35,12 +34,17 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
 _BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
+# Unicode categories Cc (C0, DEL, C1), Zl, Zp and Cs (surrogates), and the bidi controls: one regex pass
+# instead of a category lookup per character (every string of 100,000 subscriber files goes through it).
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff" + "".join(sorted(_BIDI_CONTROLS)) + "]")
+
+
 def has_control_chars(text: str) -> bool:
     """Control characters (NUL, ESC, newlines, tab, DEL), line/paragraph separators or bidi overrides.
 
     Zero-width joiners and other format characters that scripts need are allowed.
     """
-    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cs") or c in _BIDI_CONTROLS for c in text)
+    return _CONTROL_CHARS.search(text) is not None
 
 
 def one_line(text: str, *, limit: int = MAX_SHOWN) -> str:

@@ -10,6 +10,7 @@ import datetime as dt
 import difflib
 import re
 import tomllib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,26 +49,38 @@ class LoadedSubscribers:
 
 
 def load_subscribers(directory: Path, *, defaults: Defaults = Defaults()) -> LoadedSubscribers:
-    if not directory.is_dir():
-        return LoadedSubscribers((), (f"{_shown(directory)}: subscribers directory not found",))
-    subscribers: list[Subscriber] = []
     problems: list[str] = []
+    subscribers = tuple(iter_subscribers(directory, defaults=defaults, on_problem=problems.append))
+    return LoadedSubscribers(subscribers, tuple(problems))
+
+
+def subscriber_files(directory: Path) -> list[Path]:
+    """The subscriber files, in the order they are read (the first file with an address keeps it)."""
+    return sorted(directory.glob("*.toml")) if directory.is_dir() else []
+
+
+def iter_subscribers(
+    directory: Path, *, defaults: Defaults = Defaults(), on_problem: Callable[[str], None], files: Iterable[Path] | None = None,
+) -> Iterator[Subscriber]:
+    """Each valid subscriber in turn, read as it is needed (a run over 100,000 files never holds them all).
+
+    Every bad file, or one whose address an earlier file already uses, goes to ``on_problem`` as one line.
+    """
+    if not directory.is_dir():
+        on_problem(f"{_shown(directory)}: subscribers directory not found")
+        return
     emails: dict[str, str] = {}
-    for path in sorted(directory.glob("*.toml")):
+    for path in subscriber_files(directory) if files is None else files:
         try:
             subscriber = load_subscriber_file(path, defaults=defaults)
         except SubscriberError as exc:
-            problems.append(str(exc))
+            on_problem(str(exc))
             continue
-        if subscriber.email.lower() in emails:
-            problems.append(
-                f"{_shown(path)}: email {subscriber.email} is already used by "
-                f"subscribers/{emails[subscriber.email.lower()]}.toml"
-            )
+        first = emails.setdefault(subscriber.email.lower(), subscriber.id)
+        if first != subscriber.id:
+            on_problem(f"{_shown(path)}: email {subscriber.email} is already used by subscribers/{first}.toml")
             continue
-        emails[subscriber.email.lower()] = subscriber.id
-        subscribers.append(subscriber)
-    return LoadedSubscribers(tuple(subscribers), tuple(problems))
+        yield subscriber
 
 
 def find_subscriber(directory: Path, subscriber_id: str, *, defaults: Defaults = Defaults()) -> Subscriber:
@@ -83,7 +96,7 @@ def find_subscriber(directory: Path, subscriber_id: str, *, defaults: Defaults =
 
 
 def load_subscriber_file(path: Path, *, defaults: Defaults = Defaults()) -> Subscriber:
-    shown = _shown(path)
+    shown = _Shown(path)
     if not _ID_PATTERN.fullmatch(path.stem):
         raise SubscriberError(f"{shown}: file name must be letters, digits, '.', '_' or '-' (it is the subscriber id)")
     try:
@@ -98,7 +111,7 @@ def load_subscriber_file(path: Path, *, defaults: Defaults = Defaults()) -> Subs
 
 
 def parse_subscriber(raw: dict[str, Any], *, subscriber_id: str, path: Path, defaults: Defaults) -> Subscriber:
-    fail = _Failer(_shown(path))
+    fail = _Failer(_Shown(path))
     for key in sorted(raw.keys() - _KEYS):
         hint = difflib.get_close_matches(key, _KEYS, n=1)
         fail(f"unknown key {key}" + (f' (did you mean "{hint[0]}"?)' if hint else ""))
@@ -149,12 +162,27 @@ def parse_subscriber(raw: dict[str, Any], *, subscriber_id: str, path: Path, def
     return subscriber
 
 
+class _Shown:
+    """A file's name as _shown gives it, worked out only when a message needs it (resolving costs a dozen stat calls)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        return _shown(self.path)
+
+
 class _Failer:
-    def __init__(self, shown: str) -> None:
+    def __init__(self, shown: str | _Shown, where: str = "") -> None:
         self.shown = shown
+        self.where = where  # "topics[2]": the part of the file a message is about
+
+    def inside(self, where: str) -> _Failer:
+        return _Failer(self.shown, where)
 
     def __call__(self, message: str) -> None:
-        raise SubscriberError(one_line(f"{self.shown}: {message}"))
+        where = f"{self.where}: " if self.where else ""
+        raise SubscriberError(one_line(f"{self.shown}: {where}{message}"))
 
 
 def _string(raw: dict[str, Any], key: str, fail: _Failer, *, default: str = "") -> str:
@@ -206,7 +234,7 @@ def _topics(raw_topics: Any, fail: _Failer) -> tuple[Topic, ...]:
             fail(f"{where}: name is required and must be a non-empty string")
         if bad_text(name):
             fail(f"{where}: name {bad_text(name)}")
-        keywords = _strings({"keywords": item.get("keywords", [name])}, "keywords", _Failer(f"{fail.shown}: {where}"))
+        keywords = _strings({"keywords": item.get("keywords", [name])}, "keywords", fail.inside(where))
         weight = item.get("weight", 1.0)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight <= 100:
             fail(f"{where}: weight {weight!r} must be a number above 0 (at most 100)")
