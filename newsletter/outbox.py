@@ -17,10 +17,10 @@ import datetime as dt
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from .errors import DeliveryError, RecipientRefused, ServerUnavailable
 from .models import DigestOutcome
@@ -38,10 +38,18 @@ class DeliveryPolicy:
     rate_limit: int = 0  # messages per minute, 0 = no limit
 
 
+class StopFlag(Protocol):
+    """A threading.Event, or a multiprocessing one shared with worker processes."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 class RateLimiter:
     """At most ``per_minute`` sends a minute, spaced evenly; waiting ends early when ``stop`` is set."""
 
-    def __init__(self, per_minute: int, *, monotonic: Callable[[], float] = time.monotonic, stop: threading.Event | None = None,
+    def __init__(self, per_minute: int, *, monotonic: Callable[[], float] = time.monotonic, stop: StopFlag | None = None,
                  sleep: Callable[[float], object] | None = None) -> None:
         self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
         self._monotonic = monotonic
@@ -60,16 +68,18 @@ class RateLimiter:
 
 def deliver_outbox(
     store: Store, transport: object, *, policy: DeliveryPolicy, clock: Clock, subscribers: Iterable[str] | None = None,
-    built: dict[int, DigestOutcome] | None = None, stop: threading.Event | None = None, limiter: RateLimiter | None = None,
+    ids: Iterable[int] | None = None, built: dict[int, DigestOutcome] | None = None, stop: StopFlag | None = None,
+    limiter: RateLimiter | None = None,
 ) -> Iterator[DigestOutcome]:
     """Send every due digest (fresh ones, retries whose time has come, abandoned claims); one outcome each.
 
-    ``built`` holds the outcomes of digests this run just queued (subject, counts), keyed by digest id.
-    A bounce is recorded and the batch goes on; a server that cannot be reached stops the batch.
+    ``subscribers`` or ``ids`` narrow it to those readers or digests. ``built`` holds the outcomes of
+    digests this run just queued (subject, counts), keyed by digest id. A bounce is recorded and the
+    batch goes on; a server that cannot be reached stops the batch.
     """
     built = built or {}
     limiter = limiter or RateLimiter(policy.rate_limit, stop=stop)
-    pending = store.pending_digests(subscribers, due_by=clock())
+    pending = store.pending_digests(subscribers, ids=ids, due_by=clock())
     for position, queued in enumerate(pending):
         if queued.status == "sending" and not _abandoned(queued, now=clock()):
             continue  # another live process is sending it right now
@@ -89,9 +99,10 @@ def _send_one(store: Store, transport: object, queued: QueuedDigest, *, policy: 
 
     Only the claimed message can be in flight twice (if this process dies mid-send).
     """
-    if store.cancel_if_unsubscribed(queued.id):
+    claim = store.claim_digest(queued, owner=owner_id())
+    if claim == "cancelled":
         return DigestOutcome(queued.subscriber, "unsubscribed", queued.period, detail="the reader unsubscribed; not sent"), False
-    if not store.claim_digest(queued, owner=owner_id()):
+    if claim == "taken":
         return DigestOutcome(queued.subscriber, "queued", queued.period, detail="another process claimed it first"), False
     attempt = {"max_attempts": policy.max_attempts, "retry_after": policy.retry_after}
     try:

@@ -13,7 +13,7 @@ import functools
 import re
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +46,13 @@ from .models import (
     ScoredEntry,
     Subscriber,
 )
-from .outbox import DeliveryPolicy, RateLimiter, deliver_outbox
+from .batch import BATCH_SIZE, BatchJob, Prepared, Sender, run_batches, run_batches_in_workers
+from .outbox import DeliveryPolicy, RateLimiter
 from .pool import Pool
 from .rank import RankSettings, rank
 from .render import Branding, Renderer, subject_line
-from .store import Store
-from .subscribers import Defaults, LoadedSubscribers, find_subscriber, load_subscribers
+from .store import NewDigest, Store
+from .subscribers import Defaults, LoadedSubscribers, find_subscriber, iter_subscribers, load_subscribers, subscriber_files
 
 Clock = Callable[[], dt.datetime]
 Progress = Callable[[str, int, int], None]  # (what, done, total): the CLI draws a bar on a terminal
@@ -146,18 +147,47 @@ def subscribers_of(config: Config) -> LoadedSubscribers:
     return load_subscribers(config.subscribers, defaults=_defaults(config))
 
 
-def candidate_pool(config: Config, store: Store, subscribers: Sequence[Subscriber], *, now: dt.datetime) -> Pool:
-    """Every entry first seen within lookback_days, analysed once for all these subscribers."""
-    keywords = {keyword for subscriber in subscribers for topic in subscriber.topics for keyword in topic.keywords}
-    corpus = CorpusStats(size=store.count_entries(), document_frequency=store.document_frequencies(keywords))
+def candidate_pool(config: Config, store: Store, *, now: dt.datetime, frequencies: DocumentFrequencies | None = None) -> Pool:
+    """Every entry first seen within lookback_days, analysed once for all the run's readers."""
+    frequencies = DocumentFrequencies(store) if frequencies is None else frequencies
+    corpus = CorpusStats(size=store.count_entries(), document_frequency=frequencies)
     return Pool(store.entries_since(now - dt.timedelta(days=config.lookback_days)), corpus=corpus)
+
+
+class DocumentFrequencies(Mapping[str, int]):
+    """How many stored entries hold each keyword (the corpus side of IDF), counted the first time a reader's keyword asks.
+
+    Readers are read batch by batch, so their keywords are not known up front. ``store`` is the
+    connection to count with: a forked worker points it at its own.
+    """
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self._counts: dict[str, int] = {}
+
+    def __getitem__(self, phrase: str) -> int:
+        count = self._counts.get(phrase)
+        if count is None:
+            if self.store is None:
+                raise KeyError(phrase)
+            count = self._counts[phrase] = self.store.document_frequencies([phrase])[phrase]
+        return count
+
+    def __contains__(self, phrase: object) -> bool:
+        return isinstance(phrase, str) and (self.store is not None or phrase in self._counts)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
 
 
 def build_digest(
     config: Config, store: Store, subscriber: Subscriber, *, now: dt.datetime, pool: Pool | None = None,
     limit: int | None = None, include_below_threshold: bool = False,
 ) -> Digest:
-    pool = pool if pool is not None else candidate_pool(config, store, [subscriber], now=now)
+    pool = pool if pool is not None else candidate_pool(config, store, now=now)
     already_sent = store.sent_ids_since(subscriber.id, since=now - dt.timedelta(days=config.lookback_days))
     feedback = store.feedback_of(subscriber.id)  # "more like this" / "not for me" clicks from earlier emails
     liked = [*subscriber.liked, *(entry_id for entry_id, kind in feedback.items() if kind == MORE)]
@@ -213,7 +243,7 @@ def next_digests(config: Config, *, clock: Clock = utc_now) -> tuple[list[NextDi
     now = clock()
     found = []
     with open_store(config, clock=clock, create=False) as store:
-        pool = candidate_pool(config, store, loaded.subscribers, now=now) if loaded.subscribers else None
+        pool = candidate_pool(config, store, now=now) if loaded.subscribers else None
         gone = store.unsubscribed()
         for subscriber in loaded.subscribers:
             digest = build_digest(config, store, subscriber, now=now, pool=pool)
@@ -243,40 +273,53 @@ class DigestRequest:
 def run_digests(
     config: Config, request: DigestRequest = DigestRequest(), *, clock: Clock = utc_now, transport: Transport | None = None,
     on_digest: Callable[[DigestOutcome], None] | None = None, stop: threading.Event | None = None,
-    limiter: RateLimiter | None = None, progress: Progress | None = None, lock: bool = False,
+    limiter: RateLimiter | None = None, progress: Progress | None = None, lock: bool = False, workers: int = 1,
+    batch_size: int = BATCH_SIZE,
 ) -> RunReport:
-    """Queue every digest that is due now (rendered, stored), then deliver the outbox.
+    """Every digest that is due now: prepared, queued and sent batch by batch (batch.py).
 
-    Nothing connects to a mail server until every due digest is stored, so a
-    failure or a crash while sending loses nothing. ``stop`` (set by SIGTERM)
-    ends the run after the message in flight; what is left stays queued.
+    What waits in the outbox from earlier runs (retries whose time has come,
+    abandoned claims) goes first. Within a batch every message is stored as
+    queued before any is sent, so a failure or a crash while sending loses
+    nothing. ``stop`` (set by SIGTERM) ends the run after the message in
+    flight; what is queued stays queued, what is not built is built next run.
     ``lock`` takes the database's sender lock for the run (the CLI's `digest`;
-    the scheduler holds it for its whole life instead).
+    the scheduler holds it for its whole life instead). ``workers`` > 1 forks
+    that many processes, each with its own connection and transport (so
+    ``transport`` must then be None). ``batch_size`` readers are queued per commit.
     """
     if lock:
         with sender_lock(config.database, command="digest"):
             return run_digests(
-                config, request, clock=clock, transport=transport, on_digest=on_digest, stop=stop, limiter=limiter, progress=progress,
+                config, request, clock=clock, transport=transport, on_digest=on_digest, stop=stop, limiter=limiter,
+                progress=progress, workers=workers, batch_size=batch_size,
             )
-    loaded = subscribers_of(config)
-    problems = list(loaded.problems)
-    chosen = _chosen(config, loaded, request.subscriber_ids, problems)
-    renderer = functools.cache(lambda: Renderer(config.templates))  # on first need: idle scheduler ticks stay cheap
+    if workers > 1 and transport is not None:
+        raise ValueError("worker processes make their own transports: pass transport=None with workers > 1")
+    problems: list[str] = []
     try:
         signer = link_signer(config)
+        readers, total = _readers(config, request.subscriber_ids, problems)
     except ConfigError as exc:  # no new digest can carry valid links; those already queued still go out
         problems.append(str(exc))
-        signer, chosen = None, []
-    report = _Outcomes(on_digest)
+        signer, readers, total = None, iter(()), 0
+    report = _Outcomes(on_digest, progress, total=total)
     with open_store(config, clock=clock) as store:
-        built = _queue_due(
-            config, store, chosen, request=request, renderer=renderer, signer=signer, clock=clock, stop=stop, report=report, progress=progress,
-        )
-        if not request.dry_run:
-            only = [subscriber.id for subscriber in chosen] if request.subscriber_ids else None
-            _deliver(
-                config, store, transport, clock=clock, subscribers=only, built=built, stop=stop, limiter=limiter, report=report, progress=progress,
-            )
+        unsubscribed = store.unsubscribed()
+        job = _digest_job(config, request, clock=clock, signer=signer, unsubscribed=unsubscribed)
+        sender = Sender(job, store, stop=stop, limiter=limiter, transport=transport)
+        try:
+            if not request.dry_run:  # what waits from earlier runs goes first
+                only = list(request.subscriber_ids) or None
+                for outcome in sender.deliver(subscribers=only):
+                    report(outcome, counted=False)
+            if workers <= 1:
+                run_batches(job, readers, sender=sender, stop=stop, report=report, size=batch_size)
+        finally:
+            sender.close()
+    if workers > 1:
+        run_batches_in_workers(job, readers, workers=workers, stop=stop, report=report, warm=job.warm, size=batch_size)
+    report.finish()
     return RunReport(digests=tuple(report.outcomes), problems=tuple(problems))
 
 
@@ -285,90 +328,118 @@ def deliver_due(
     on_digest: Callable[[DigestOutcome], None] | None = None,
 ) -> RunReport:
     """Send what waits in the outbox and is due (retries whose backoff has passed, abandoned claims)."""
-    report = _Outcomes(on_digest)
+    report = _Outcomes(on_digest, None, total=0)
+    job = BatchJob(prepare=_nothing_to_prepare, open_store=_no_store, make_transport=lambda: make_transport(config),
+                   policy=_delivery_policy(config), clock=clock)
     with open_store(config, clock=clock) as store:
-        _deliver(config, store, transport, clock=clock, subscribers=None, built={}, stop=stop, limiter=None, report=report, progress=None)
+        sender = Sender(job, store, stop=stop, transport=transport)
+        try:
+            for outcome in sender.deliver():
+                report(outcome)
+        finally:
+            sender.close()
     return RunReport(digests=tuple(report.outcomes))
 
 
-class _Outcomes:
-    """Collects a run's outcomes and passes each on as it happens (the CLI prints them live)."""
+def _nothing_to_prepare(store: Store, subscriber: Subscriber) -> Prepared:
+    raise AssertionError("deliver_due prepares no digest")
 
-    def __init__(self, on_digest: Callable[[DigestOutcome], None] | None) -> None:
+
+def _no_store() -> Store:
+    raise AssertionError("deliver_due uses the store it opened")
+
+
+class _Outcomes:
+    """Collects a run's outcomes, passes each on as it happens (the CLI prints them live) and counts progress."""
+
+    def __init__(self, on_digest: Callable[[DigestOutcome], None] | None, progress: Progress | None, *, total: int) -> None:
         self.outcomes: list[DigestOutcome] = []
         self._on_digest = on_digest
+        self._progress = progress
+        self._total = total
+        self._done = 0
+        self._sent_first: set[str] = set()
 
-    def __call__(self, outcome: DigestOutcome) -> None:
-        self.outcomes.append(outcome)
-        if self._on_digest:
-            self._on_digest(outcome)
+    def __call__(self, outcome: DigestOutcome, *, counted: bool = True) -> None:
+        """One outcome; ``counted=False`` for the digests of earlier runs sent first, which the readers' turn then skips."""
+        if not counted:
+            self._sent_first.add(outcome.subscriber)
+        # "this period's digest was sent" after the digest itself was reported a moment ago says nothing new
+        repeated = counted and outcome.subscriber in self._sent_first and outcome.status in _EARLIER_STATUSES
+        if not repeated:
+            self.outcomes.append(outcome)
+            if self._on_digest:
+                self._on_digest(outcome)
+        if counted and self._progress:
+            self._done += 1
+            self._progress("digests", min(self._done, self._total), self._total)
+
+    def finish(self) -> None:
+        if self._progress:
+            self._progress("digests", self._total, self._total)
 
 
-def _chosen(config: Config, loaded: LoadedSubscribers, wanted: Sequence[str], problems: list[str]) -> list[Subscriber]:
+def _readers(config: Config, wanted: Sequence[str], problems: list[str]) -> tuple[Iterator[Subscriber], int]:
+    """The readers this run is for, read from their files as the batches need them; and how many files that is."""
+    defaults = _defaults(config)
     if not wanted:
-        return list(loaded.subscribers)
+        files = subscriber_files(config.subscribers)
+        return iter_subscribers(config.subscribers, defaults=defaults, on_problem=problems.append, files=files), len(files)
+    loaded = subscribers_of(config)  # every file: an address used twice is refused in favour of the first file
+    problems.extend(loaded.problems)
     by_id = {subscriber.id: subscriber for subscriber in loaded.subscribers}
     for sid in wanted:
         already_reported = any(f"{sid}.toml:" in problem for problem in problems)
         if sid not in by_id and not already_reported:
             problems.append(f'no subscriber "{sid}": {config.subscribers / (sid + ".toml")} does not exist')
-    return [by_id[sid] for sid in wanted if sid in by_id]
+    chosen = [by_id[sid] for sid in wanted if sid in by_id]
+    return iter(chosen), len(chosen)
 
 
-def _queue_due(
-    config: Config, store: Store, chosen: list[Subscriber], *, request: DigestRequest, renderer: Callable[[], Renderer],
-    signer: LinkSigner | None, clock: Clock, stop: threading.Event | None, report: Callable[[DigestOutcome], None],
-    progress: Progress | None,
-) -> dict[int, DigestOutcome]:
-    """Render and store every due digest; returns the queued ones' outcomes by digest id (for the send phase)."""
+def _delivery_policy(config: Config) -> DeliveryPolicy:
+    return DeliveryPolicy(sender=config.sender, max_attempts=config.max_attempts, retry_after=config.retry_after, rate_limit=config.rate_limit)
+
+
+@dataclass(frozen=True)
+class _DigestJob(BatchJob):
+    warm: Callable[[], None] = lambda: None  # builds the pool and templates before worker processes fork
+
+
+def _digest_job(
+    config: Config, request: DigestRequest, *, clock: Clock, signer: LinkSigner | None, unsubscribed: dict[str, dict[str, str]],
+) -> _DigestJob:
+    """What batch.py needs to prepare each reader's digest; the pool and templates are built on first need."""
+    frequencies = DocumentFrequencies()
     pools: list[Pool] = []
 
-    def pool() -> Pool:  # built on first need: a cron tick where nobody is due costs no per-entry work
+    def pool_with(store: Store) -> Pool:  # built on first need: a cron tick where nobody is due costs no per-entry work
         if not pools:
-            pools.append(candidate_pool(config, store, chosen, now=clock()))
+            pools.append(candidate_pool(config, store, now=clock(), frequencies=frequencies))
         return pools[0]
 
-    built: dict[int, DigestOutcome] = {}
-    unsubscribed = store.unsubscribed()
-    for done, subscriber in enumerate(chosen):
-        if progress:
-            progress("building digests", done, len(chosen))
-        if stop is not None and stop.is_set():
-            break
-        if subscriber.id in unsubscribed:
-            left = unsubscribed[subscriber.id]
-            report(DigestOutcome(subscriber.id, "unsubscribed", detail=f"unsubscribed {left['at']} ({left['via']}); `newsletter resubscribe {subscriber.id}` undoes it"))
-            continue
-        outcome, digest_id = _queue_digest(config, store, subscriber, request=request, renderer=renderer, now=clock(), pool=pool, signer=signer)
-        if digest_id is None:
-            report(outcome)
-        else:
-            built[digest_id] = outcome
-    if progress:
-        progress("building digests", len(chosen), len(chosen))
-    return built
+    renderer = functools.cache(lambda: Renderer(config.templates))
 
+    def prepare(store: Store, reader: Subscriber) -> Prepared:
+        frequencies.store = store  # this process's connection (a forked worker has its own)
+        if reader.id in unsubscribed:
+            left = unsubscribed[reader.id]
+            detail = f"unsubscribed {left['at']} ({left['via']}); `newsletter resubscribe {reader.id}` undoes it"
+            return Prepared(DigestOutcome(reader.id, "unsubscribed", detail=detail))
+        return _prepare_digest(
+            config, store, reader, request=request, renderer=renderer, now=clock(), pool=lambda: pool_with(store), signer=signer,
+        )
 
-def _deliver(
-    config: Config, store: Store, transport: Transport | None, *, clock: Clock, subscribers: list[str] | None,
-    built: dict[int, DigestOutcome], stop: threading.Event | None, limiter: RateLimiter | None,
-    report: Callable[[DigestOutcome], None], progress: Progress | None,
-) -> None:
-    due = len(store.pending_digests(subscribers, due_by=clock()))
-    if not due:
-        return  # nothing to send: no connection to the mail server at all
-    own_transport = transport is None
-    transport = transport or make_transport(config)
-    policy = DeliveryPolicy(sender=config.sender, max_attempts=config.max_attempts, retry_after=config.retry_after, rate_limit=config.rate_limit)
-    try:
-        outcomes = deliver_outbox(store, transport, policy=policy, clock=clock, subscribers=subscribers, built=built, stop=stop, limiter=limiter)
-        for done, outcome in enumerate(outcomes, start=1):
-            report(outcome)
-            if progress:
-                progress("sending", min(done, due), due)
-    finally:
-        if own_transport:
-            transport.close()
+    def warm() -> None:
+        with open_store(config, clock=clock) as store:
+            frequencies.store = store
+            pool_with(store)
+        frequencies.store = None
+        renderer()
+
+    return _DigestJob(
+        prepare=prepare, open_store=lambda: Store(config.database, clock=clock), make_transport=lambda: make_transport(config),
+        policy=_delivery_policy(config), clock=clock, send=not request.dry_run, warm=warm,
+    )
 
 
 def make_transport(config: Config) -> Transport:
@@ -381,40 +452,37 @@ def make_transport(config: Config) -> Transport:
     return MaildirTransport(config.maildir)
 
 
-def _queue_digest(
+def _prepare_digest(
     config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Callable[[], Renderer],
     now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None,
-) -> tuple[DigestOutcome, int | None]:
-    """This reader's digest for the current period, rendered and queued when due: (outcome, digest id if queued)."""
+) -> Prepared:
+    """This reader's digest for the current period, rendered into a message when due (not yet stored)."""
     period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
     earlier = store.digest_status(subscriber.id, period)
     if earlier not in (None, "empty", "cancelled"):  # an empty period may still get papers that arrived later
         status, detail = _EARLIER[earlier]
-        return DigestOutcome(subscriber.id, status, period, detail=detail), None
+        return Prepared(DigestOutcome(subscriber.id, status, period, detail=detail))
     if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
-        return DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}"), None
+        return Prepared(DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}"))
     try:
         digest = build_digest(config, store, subscriber, now=now, pool=pool())
         if not digest.items and subscriber.quiet_days == "skip":
             if not request.dry_run:
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)
-            return DigestOutcome(subscriber.id, "empty", period, considered=digest.considered, detail="nothing new passed the threshold"), None
+            return Prepared(DigestOutcome(subscriber.id, "empty", period, considered=digest.considered, detail="nothing new passed the threshold"))
         links = links_for(config, digest, signer=signer)
         email = renderer().render(digest, branding=_branding(config), links=links)
         message_id, message = build_message(email, envelope=_envelope(config, subscriber, links), now=now)
     except (RenderError, DeliveryError) as exc:
-        return DigestOutcome(subscriber.id, "failed", period, detail=str(exc)), None
+        return Prepared(DigestOutcome(subscriber.id, "failed", period, detail=str(exc)))
     counts = {"items": len(digest.items), "considered": digest.considered}
     if request.dry_run:
-        return DigestOutcome(subscriber.id, "dry-run", period, detail=email.subject, **counts), None
-    digest_id = store.queue_digest(
-        subscriber=subscriber.id, period=period, recipient=subscriber.email, subject=email.subject,
-        message_id=message_id, message=message, items=[(item.entry.id, item.score) for item in digest.items],
-        considered=digest.considered,
+        return Prepared(DigestOutcome(subscriber.id, "dry-run", period, detail=email.subject, **counts))
+    items = tuple((item.entry.id, item.score) for item in digest.items)
+    return Prepared(
+        DigestOutcome(subscriber.id, "queued", period, detail=email.subject, **counts),
+        NewDigest(subscriber.id, period, subscriber.email, email.subject, message_id, message, items, digest.considered),
     )
-    if digest_id is None:
-        return DigestOutcome(subscriber.id, "queued", period, detail="another run queued it first"), None
-    return DigestOutcome(subscriber.id, "queued", period, detail=email.subject, **counts), digest_id
 
 
 _EARLIER = {
@@ -424,6 +492,7 @@ _EARLIER = {
     "failed": ("gave-up", "this period's digest could not be delivered; see `newsletter status`, then `newsletter retry`"),
     "bounced": ("bounced", "the server refused this reader's address; see `newsletter status`"),
 }
+_EARLIER_STATUSES = {status for status, _ in _EARLIER.values()}
 
 
 def retry_failed(config: Config, *, subscriber_id: str | None = None, clock: Clock = utc_now) -> list[tuple[str, str, str]]:

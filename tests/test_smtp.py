@@ -31,6 +31,7 @@ from conftest import EXAMPLES, NOON, Deployment, fixed_clock
 from smtp_server import PASSWORD, WAIT, MailServer, ProgrammableHandler, start_server
 
 from newsletter import pipeline
+from newsletter.deliver import Transport
 from newsletter.config import Config
 from newsletter.outbox import RateLimiter
 from newsletter.store import Store
@@ -143,9 +144,28 @@ def no_secret(*texts: object) -> None:
 # --- 1. TLS and AUTH ---------------------------------------------------------------------------
 
 
+class _Recording:
+    """Passes each message on to a real transport and keeps the bytes it was given, by recipient."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.sent: dict[str, bytes] = {}
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        self.sent[recipient] = message
+        return self.transport.send(message, sender=sender, recipient=recipient)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
 def test_starttls_and_auth_deliver_every_digest_intact_over_one_connection(deployment: Deployment, smtp_tls: MailServer) -> None:
     config = deploy(deployment, smtp_tls, readers=3)
-    report = pipeline.run_digests(config, EVERYONE, clock=fixed_clock(NOON))
+    handed = _Recording(pipeline.make_transport(config))  # the real SMTP transport; records the bytes the outbox hands it
+    try:
+        report = pipeline.run_digests(config, EVERYONE, clock=fixed_clock(NOON), transport=handed)
+    finally:
+        handed.close()
     assert statuses(report) == [(f"reader{n:02d}", "sent") for n in range(3)], report
     assert report.ok
 
@@ -160,7 +180,8 @@ def test_starttls_and_auth_deliver_every_digest_intact_over_one_connection(deplo
         (subscriber,) = [sid for sid, row in by_subscriber.items() if row["recipient"] == received.rcpt_tos[0]]
         row = by_subscriber[subscriber]
         assert row["status"] == "sent" and row["last_reply"].startswith("250 ")
-        assert received.data == row["message"]  # byte for byte what was queued (dot-stuffing undone, nothing added)
+        assert received.data == handed.sent[row["recipient"]]  # byte for byte what was queued (dot-stuffing undone, nothing added)
+        assert row["message"] is None  # a sent digest's bytes are not kept: the outbox stays small
         assert received.mail_from == "papers@example.org"
         message = received.parsed()
         assert message.get_content_type() == "multipart/alternative"

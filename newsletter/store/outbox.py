@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,20 @@ class QueuedDigest:
     status: str  # "queued", or "sending" when a process claimed it (and may have died)
     claimed_by: str | None
     claimed_at: str | None
+
+
+@dataclass(frozen=True)
+class NewDigest:
+    """A rendered digest to queue: its message bytes and the (entry id, score) of its papers, best first."""
+
+    subscriber: str
+    period: str
+    recipient: str
+    subject: str
+    message_id: str
+    message: bytes
+    items: tuple[tuple[str, float], ...]
+    considered: int
 
 
 @dataclass(frozen=True)
@@ -56,32 +70,23 @@ class Digests:
         self, *, subscriber: str, period: str, recipient: str, subject: str, message_id: str, message: bytes,
         items: list[tuple[str, float]], considered: int,
     ) -> int | None:
-        """Store the rendered digest as queued and its items as sent, atomically.
+        """Store one rendered digest as queued and its items as sent, atomically (see queue_digests)."""
+        return self.queue_digests([NewDigest(subscriber, period, recipient, subject, message_id, message, tuple(items), considered)])[0]
 
-        An "empty" row for the period gives way (new papers arrived later that
-        day). Returns the digest id, or None if the period already has a real
-        digest (another process got there first).
+    def queue_digests(self, digests: Sequence[NewDigest]) -> list[int | None]:
+        """Store a batch of rendered digests as queued, and their items as sent, in one transaction.
+
+        An "empty" or "cancelled" row for the period gives way (new papers arrived later that
+        day). Each digest's id, or None where the period already has a real digest (another
+        process got there first). One commit for the batch: a run of 100,000 digests does not
+        pay a commit per digest, and a crash leaves all or none of a batch.
         """
         now = self._now()
+        ids: list[int | None] = []
         with self.transaction() as conn:
-            conn.execute("DELETE FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')", [subscriber, period])
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, message, items,"
-                    " considered, attempts, created_at, next_attempt_at, item_ids)"
-                    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                    [subscriber, period, recipient, subject, message_id, message, len(items), considered, now, now,
-                     json.dumps([entry_id for entry_id, _ in items])],
-                )
-            except sqlite3.IntegrityError:
-                return None
-            digest_id = int(cursor.lastrowid or 0)
-            conn.executemany(
-                "INSERT OR IGNORE INTO sent_items (subscriber, entry_id, digest_id, rank, score, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(subscriber, entry_id, digest_id, rank, score, now) for rank, (entry_id, score) in enumerate(items, 1)],
-            )
-        return digest_id
+            for new in digests:
+                ids.append(_insert_digest(conn, new, now))
+        return ids
 
     def record_empty(self, *, subscriber: str, period: str, considered: int) -> None:
         """Remember that nothing matched (status shows it); a later run this period may still send."""
@@ -94,14 +99,20 @@ class Digests:
                 [subscriber, period, considered, self._now()],
             )
 
-    def pending_digests(self, subscribers: Iterable[str] | None = None, *, due_by: dt.datetime | None = None) -> list[QueuedDigest]:
-        """Queued digests whose (re)try time has come, and ones claimed for sending (their sender may have died)."""
+    def pending_digests(
+        self, subscribers: Iterable[str] | None = None, *, ids: Iterable[int] | None = None, due_by: dt.datetime | None = None,
+    ) -> list[QueuedDigest]:
+        """Queued digests whose (re)try time has come, and ones claimed for sending (their sender may have died).
+
+        ``subscribers`` or ``ids`` narrow it to those readers or those digests.
+        """
         due = _iso(due_by or self._clock())
         where, params = "(status = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) OR status = 'sending')", [due]
-        if subscribers is not None:
-            chosen = list(subscribers)
-            where += f" AND subscriber IN ({', '.join('?' * len(chosen))})"
-            params += chosen
+        for column, chosen in (("subscriber", subscribers), ("id", ids)):
+            if chosen is not None:
+                values = list(chosen)
+                where += f" AND {column} IN ({', '.join('?' * len(values))})"
+                params += values
         cursor = self._query(
             "SELECT id, subscriber, period, recipient, attempts, status, claimed_by, claimed_at"
             f" FROM digests WHERE {where} ORDER BY id",
@@ -117,15 +128,27 @@ class Digests:
         row = self._query("SELECT min(next_attempt_at) FROM digests WHERE status = 'queued'").fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
 
-    def claim_digest(self, digest: QueuedDigest, *, owner: str) -> bool:
-        """Mark it "sending" by ``owner``, unless another process changed it since it was read."""
+    def claim_digest(self, digest: QueuedDigest, *, owner: str) -> str:
+        """Mark it "sending" by ``owner`` in one transaction: "claimed"; "cancelled" if the reader has
+        unsubscribed meanwhile (nothing goes to them; the papers are given back); "taken" if another
+        process changed the row since it was read.
+        """
         with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE digests SET status = 'cancelled', last_error = 'unsubscribed', next_attempt_at = NULL,"
+                " claimed_by = NULL, claimed_at = NULL, message = NULL"
+                " WHERE id = ? AND status IN ('queued', 'sending') AND subscriber IN (SELECT subscriber FROM unsubscribed)",
+                [digest.id],
+            )
+            if cursor.rowcount:
+                conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest.id])
+                return "cancelled"
             cursor = conn.execute(
                 "UPDATE digests SET status = 'sending', claimed_by = ?, claimed_at = ?"
                 " WHERE id = ? AND status = ? AND claimed_at IS ?",
                 [owner, self._now(), digest.id, digest.status, digest.claimed_at],
             )
-        return cursor.rowcount == 1
+        return "claimed" if cursor.rowcount == 1 else "taken"
 
     def finish_digest(self, digest_id: int, outcome: DeliveryOutcome) -> str:
         """Record one attempt; returns the new status: "sent", "queued" (to retry), "failed" or "bounced".
@@ -138,8 +161,9 @@ class Digests:
         with self.transaction() as conn:
             if outcome.error is None:
                 conn.execute(
+                    # The bytes are not needed once sent (sent_items keeps what it carried): the database stays small.
                     "UPDATE digests SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL, last_reply = ?,"
-                    " next_attempt_at = NULL WHERE id = ?",
+                    " next_attempt_at = NULL, message = NULL WHERE id = ?",
                     [_iso(now), outcome.reply, digest_id],
                 )
                 return "sent"
@@ -222,3 +246,23 @@ class Digests:
             " FROM digests d GROUP BY period ORDER BY period DESC LIMIT ?",
             [days],
         ))
+
+
+def _insert_digest(conn: sqlite3.Connection, new: NewDigest, now: str) -> int | None:
+    conn.execute("DELETE FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')", [new.subscriber, new.period])
+    try:
+        cursor = conn.execute(
+            "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, message, items,"
+            " considered, attempts, created_at, next_attempt_at, item_ids)"
+            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            [new.subscriber, new.period, new.recipient, new.subject, new.message_id, new.message, len(new.items),
+             new.considered, now, now, json.dumps([entry_id for entry_id, _ in new.items])],
+        )
+    except sqlite3.IntegrityError:
+        return None
+    digest_id = int(cursor.lastrowid or 0)
+    conn.executemany(
+        "INSERT OR IGNORE INTO sent_items (subscriber, entry_id, digest_id, rank, score, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [(new.subscriber, entry_id, digest_id, rank, score, now) for rank, (entry_id, score) in enumerate(new.items, 1)],
+    )
+    return digest_id

@@ -23,19 +23,6 @@ class ReaderActions:
             )
         return cursor.rowcount == 1
 
-    def cancel_if_unsubscribed(self, digest_id: int) -> bool:
-        """Just before sending: a reader who unsubscribed while the run was building gets nothing (True: cancelled)."""
-        with self.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE digests SET status = 'cancelled', last_error = 'unsubscribed', next_attempt_at = NULL,"
-                " claimed_by = NULL, claimed_at = NULL"
-                " WHERE id = ? AND status IN ('queued', 'sending') AND subscriber IN (SELECT subscriber FROM unsubscribed)",
-                [digest_id],
-            )
-            if cursor.rowcount:
-                conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest_id])
-        return cursor.rowcount == 1
-
     def resubscribe(self, subscriber: str) -> bool:
         with self.transaction() as conn:
             return conn.execute("DELETE FROM unsubscribed WHERE subscriber = ?", [subscriber]).rowcount == 1

@@ -1,0 +1,257 @@
+"""One run's digests, batch by batch: prepare (rank, render, MIME), queue, send; on one or more processes.
+
+Part of the pipeline layer: ``pipeline.run_digests`` hands it a ``BatchJob`` whose
+``prepare`` builds one reader's message. Each batch of readers is prepared, then
+queued in one transaction (every message stored before any of them is sent), then
+sent through the outbox. Memory stays flat however many readers there are: only
+one batch of messages exists at a time, in memory or in the outbox.
+
+With ``workers`` > 1 the batches go to forked worker processes (the candidate pool
+and compiled templates, built once before the fork, are shared copy-on-write);
+each worker has its own database connection and its own mail transport. A reader
+belongs to exactly one batch, and the outbox's claims keep the
+at-most-one-message-in-flight promise per process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import itertools
+import multiprocessing
+import queue
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .deliver import Transport
+from .models import DigestOutcome, Subscriber
+from .outbox import DeliveryPolicy, RateLimiter, StopFlag, deliver_outbox
+from .store import NewDigest, Store
+
+Clock = Callable[[], dt.datetime]
+BATCH_SIZE = 100  # readers per batch: one commit queues them; small enough that a batch's messages stay a few MB
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One reader's turn: the outcome so far, and the message to queue (None: nothing to send)."""
+
+    outcome: DigestOutcome
+    digest: NewDigest | None = None
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    prepare: Callable[[Store, Subscriber], Prepared]  # rank, render and build the message; no write but "empty"
+    open_store: Callable[[], Store]  # each process opens its own connection
+    make_transport: Callable[[], Transport]  # on the first message to send, in the process that sends it
+    policy: DeliveryPolicy
+    clock: Clock
+    send: bool = True  # False: --dry-run, nothing queued or sent
+
+
+class Sender:
+    """One process's sending side: the transport (connected on the first message), the rate limit, and
+    whether the server turned out to be unavailable (the rest of the run then leaves its digests queued).
+    """
+
+    def __init__(
+        self, job: BatchJob, store: Store, *, stop: StopFlag | None = None, limiter: RateLimiter | None = None,
+        transport: Transport | None = None,
+    ) -> None:
+        self.job, self.store, self.stop = job, store, stop
+        self.limiter = limiter or RateLimiter(job.policy.rate_limit, stop=stop)
+        self.transport: Transport = transport or _LazyTransport(job.make_transport)
+        self._own_transport = transport is None
+        self.server_down = False
+
+    def deliver(
+        self, *, ids: Sequence[int] | None = None, subscribers: Sequence[str] | None = None, built: dict[int, DigestOutcome] | None = None,
+    ) -> Iterator[DigestOutcome]:
+        """Send what is due in the outbox (narrowed to these digest ids or readers)."""
+        if self.server_down:
+            for outcome in (built or {}).values():
+                yield replace(outcome, detail="not tried: the server is unavailable; the next run retries")
+            return
+        outcomes = deliver_outbox(
+            self.store, self.transport, policy=self.job.policy, clock=self.job.clock, ids=ids, subscribers=subscribers,
+            built=built, stop=self.stop, limiter=self.limiter,
+        )
+        for outcome in outcomes:
+            self.server_down = self.server_down or outcome.status == "unavailable"
+            yield outcome
+
+    def close(self) -> None:
+        if self._own_transport:
+            self.transport.close()
+
+
+class _LazyTransport:
+    """Connects (makes the real transport) on the first message: a run with nothing to send never connects."""
+
+    def __init__(self, make: Callable[[], Transport]) -> None:
+        self._make = make
+        self._transport: Transport | None = None
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        if self._transport is None:
+            self._transport = self._make()
+        return self._transport.send(message, sender=sender, recipient=recipient)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+def run_batch(job: BatchJob, sender: Sender, readers: Sequence[Subscriber], *, stop: StopFlag | None) -> Iterator[DigestOutcome]:
+    """Prepare each reader's digest, queue the batch in one transaction, then send it."""
+    ready: list[Prepared] = []
+    for reader in readers:
+        if stop is not None and stop.is_set():
+            break  # not prepared, nothing recorded: the next run builds it
+        prepared = job.prepare(sender.store, reader)
+        if prepared.digest is None:
+            yield prepared.outcome
+        else:
+            ready.append(prepared)
+    if not ready:
+        return
+    ids = sender.store.queue_digests([prepared.digest for prepared in ready if prepared.digest is not None])
+    built: dict[int, DigestOutcome] = {}
+    for prepared, digest_id in zip(ready, ids):
+        if digest_id is None:
+            yield replace(prepared.outcome, detail="another run queued it first")
+        else:
+            built[digest_id] = prepared.outcome
+    if built:
+        yield from sender.deliver(ids=list(built), built=built)
+
+
+def run_batches(
+    job: BatchJob, readers: Iterable[Subscriber], *, sender: Sender, stop: StopFlag | None,
+    report: Callable[[DigestOutcome], None], size: int = BATCH_SIZE,
+) -> None:
+    """Every reader, batch by batch, in this process (``sender`` carries the transport across batches)."""
+    for batch in _batched(readers, size):
+        if stop is not None and stop.is_set():
+            return
+        for outcome in run_batch(job, sender, batch, stop=stop):
+            report(outcome)
+
+
+def run_batches_in_workers(
+    job: BatchJob, readers: Iterable[Subscriber], *, workers: int, stop: threading.Event | None,
+    report: Callable[[DigestOutcome], None], warm: Callable[[], None] = lambda: None, size: int = BATCH_SIZE,
+) -> None:
+    """The same on ``workers`` forked processes; outcomes come back here (reported as they arrive).
+
+    ``warm`` builds what the workers share (the candidate pool, the templates) before the fork.
+    A SIGINT/SIGTERM or ``stop`` ends every worker after its message in flight.
+    """
+    warm()
+    gc.collect()
+    gc.freeze()  # the shared objects stay out of the collector's way: fewer copy-on-write page copies in the workers
+    context = multiprocessing.get_context("fork")
+    tasks: Any = context.Queue(maxsize=workers * 2)  # bounded: the parent reads subscriber files only a little ahead
+    results: Any = context.Queue()
+    halt = context.Event()
+    rate = job.policy.rate_limit
+    share = replace(job.policy, rate_limit=max(1, rate // workers) if rate else 0)  # the provider's limit is for all of them
+    processes = [
+        context.Process(target=_worker, args=(replace(job, policy=share), tasks, results, halt), name=f"digest-worker-{n}", daemon=True)
+        for n in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        failures = _feed_and_collect(_batched(readers, size), tasks=tasks, results=results, halt=halt, stop=stop, report=report, workers=processes)
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+        gc.unfreeze()
+    if failures:
+        raise RuntimeError("; ".join(failures))
+
+
+def _feed_and_collect(
+    batches: Iterator[list[Subscriber]], *, tasks: Any, results: Any, halt: Any, stop: threading.Event | None,
+    report: Callable[[DigestOutcome], None], workers: list[Any],
+) -> list[str]:
+    """Hand out batches and report outcomes until every worker has said it is done; returns worker failures."""
+    pending: list[Subscriber] | None = next(batches, None)
+    finished, failures, sentinels = 0, [], 0
+    while finished < len(workers):
+        if stop is not None and stop.is_set():
+            halt.set()
+            pending = None
+        if pending is not None:
+            try:
+                tasks.put(pending, timeout=0.05)
+                pending = next(batches, None)
+            except queue.Full:
+                pass
+        elif sentinels < len(workers):
+            try:
+                tasks.put_nowait(None)
+                sentinels += 1
+            except queue.Full:
+                pass
+        finished += _drain(results, report, failures, wait=pending is None)
+        if finished < len(workers) and not any(process.is_alive() for process in workers) and results.empty():
+            failures.append("a digest worker stopped without a word (killed?); the next run sends what it left queued")
+            break
+    return failures
+
+
+def _drain(results: Any, report: Callable[[DigestOutcome], None], failures: list[str], *, wait: bool) -> int:
+    """Report what the workers sent back; returns how many said they are done."""
+    done = 0
+    while True:
+        try:
+            kind, payload = results.get(timeout=0.05) if wait else results.get_nowait()
+        except queue.Empty:
+            return done
+        wait = False
+        if kind == "outcome":
+            report(payload)
+        elif kind == "failed":
+            failures.append(payload)
+            done += 1
+        else:
+            done += 1
+
+
+def _worker(job: BatchJob, tasks: Any, results: Any, halt: Any) -> None:
+    """A forked worker: its own connection and transport; batches until the sentinel or a halt."""
+    for signum in (signal.SIGINT, signal.SIGTERM):  # finish the message in flight, then stop (as the CLI does)
+        signal.signal(signum, lambda *_: halt.set())
+    try:
+        store = job.open_store()
+        sender = Sender(job, store, stop=halt, limiter=RateLimiter(job.policy.rate_limit, stop=halt))
+        try:
+            while not halt.is_set():
+                batch = tasks.get()
+                if batch is None:
+                    break
+                for outcome in run_batch(job, sender, batch, stop=halt):
+                    results.put(("outcome", outcome))
+        finally:
+            sender.close()
+            store.close()
+    except BaseException as exc:  # a bug: the parent reports it; what this worker queued stays in the outbox
+        results.put(("failed", f"digest worker {multiprocessing.current_process().name}: {exc!r}\n{traceback.format_exc()}"))
+        return
+    results.put(("done", None))
+
+
+def _batched(readers: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber]]:
+    iterator = iter(readers)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
