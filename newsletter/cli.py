@@ -200,8 +200,10 @@ def _serve_preview(ctx: click.Context, *, port: int, open_browser: bool) -> None
 @click.option("--subscriber", "subscribers", multiple=True, metavar="ID", help="Only this subscriber (repeatable); skips the time check.")
 @click.option("--all", "everyone", is_flag=True, help="Everyone, without waiting for their send_at (still once per period).")
 @click.option("--dry-run", is_flag=True, help="Build and render, but send and record nothing.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes building and sending digests (one per core); each keeps its own mail connection.")
 @click.pass_context
-def digest(ctx: click.Context, subscribers: tuple[str, ...], everyone: bool, dry_run: bool) -> None:
+def digest(ctx: click.Context, subscribers: tuple[str, ...], everyone: bool, dry_run: bool, workers: int) -> None:
     """Build and deliver the digests that are due now (run it from cron).
 
     A digest is due when the reader's local send_at has passed and this
@@ -217,7 +219,7 @@ def digest(ctx: click.Context, subscribers: tuple[str, ...], everyone: bool, dry
     stop = _stop_on_signals()
     with _Progress() as progress:
         report = pipeline.run_digests(
-            config, request, on_digest=progress.later(_print_digest), stop=stop, progress=progress, lock=not dry_run,
+            config, request, on_digest=progress.later(_print_digest), stop=stop, progress=progress, lock=not dry_run, workers=workers,
         )
     for problem in report.problems:
         click.secho(f"error: {problem}", err=True, fg="red")
