@@ -19,16 +19,19 @@ Printed:
     candidate_pool once, then pipeline.build_digest per subscriber (subscribers/s), then
     Renderer.render + deliver.build_message + MaildirTransport.send (digests/s);
   - the whole daily run: pipeline.run_digests(config, DigestRequest(ignore_time=True),
-    clock=fixed) into the Maildir: wall time, digests/s, peak RSS (ru_maxrss of a fresh
-    process per size, so sizes do not share a peak);
-  - naive reference on --naive-sample subscribers, extrapolated per digest: a fresh Pool
-    per subscriber (build_digest without a shared pool, as rank_speed's per-subscriber
-    comparison), premailer per email (Renderer(templates, inline=False)), one EmailMessage
-    per digest (build_message), Maildir write; and ours/naive;
+    clock=fixed) into the Maildir: wall time, digests/s, peak RSS (VmHWM of a fresh process
+    per run, so runs do not share a peak; with workers, the largest worker's too);
+  - the same day's run with `--workers 2` (pipeline.run_digests(..., workers=2)) on a copy of the
+    same database, and its speed-up over one worker;
+  - naive reference on --naive-sample subscribers, extrapolated per digest, as the issue describes
+    it: ranking by a Python loop over every entry for each subscriber (keyword substring counts,
+    excluded words, followed authors; texts lower-cased once, which favours the naive side),
+    premailer per email (Renderer(templates, inline=False)), one EmailMessage per digest
+    (deliver.build_email_message), Maildir write; and ours/naive;
   - scaling: per-digest cost of the whole run at N vs at 1,000 subscribers (both sizes run
     in this invocation when --subscribers > 1000).
 
-Run: python bench/pipeline.py [--subscribers 1000] [--entries 2000] [--sample 300] [--naive-sample 10]
+Run: python bench/pipeline.py [--subscribers 1000] [--entries 2000] [--sample 300] [--naive-sample 20] [--workers 2]
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
+import heapq
 import json
 import resource
 import shutil
@@ -57,7 +61,7 @@ from rank_speed import load_entries, make_subscribers  # noqa: E402
 
 from newsletter import pipeline  # noqa: E402
 from newsletter.config import load_config  # noqa: E402
-from newsletter.deliver import MaildirTransport, build_message  # noqa: E402
+from newsletter.deliver import MaildirTransport, build_email_message, build_message  # noqa: E402
 from newsletter.models import Entry, Subscriber  # noqa: E402
 from newsletter.render import Renderer  # noqa: E402
 
@@ -202,7 +206,7 @@ def run_size(count: int, entries_wanted: int, sample: int, naive_sample: int, re
         picked = chosen[: min(sample, count)]
         scratch_box = MaildirTransport(base / "scratch-box")
         with pipeline.open_store(sample_config, clock=clock) as store:
-            out["pool_s"], pool = timed(lambda: pipeline.candidate_pool(config, store, chosen, now=NOW))
+            out["pool_s"], pool = timed(lambda: pipeline.candidate_pool(config, store, now=NOW))
             out["pool_size"] = len(pool)
             rank_s, digests = timed(lambda: [pipeline.build_digest(config, store, s, now=NOW, pool=pool) for s in picked])
             out["rank_rate"] = len(picked) / rank_s
@@ -212,10 +216,14 @@ def run_size(count: int, entries_wanted: int, sample: int, naive_sample: int, re
             out["renderer_start_s"], renderer = timed(lambda: Renderer(config.templates))
             branding = pipeline._branding(config)
 
-            def deliver_one(digest, renderer) -> int:
+            def deliver_one(digest, renderer, build=build_message) -> int:
                 links = pipeline.links_for(config, digest, signer=None)
                 email = renderer.render(digest, branding=branding, links=links)
-                _, message = build_message(email, envelope=pipeline._envelope(config, digest.subscriber, links), now=NOW)
+                envelope = pipeline._envelope(config, digest.subscriber, links)
+                if build is build_message:
+                    _, message = build_message(email, envelope=envelope, now=NOW)
+                else:
+                    message = build(email, envelope=envelope, now=NOW).as_bytes()
                 scratch_box.send(message, sender=config.sender, recipient=digest.subscriber.email)
                 return len(message)
 
@@ -223,43 +231,59 @@ def run_size(count: int, entries_wanted: int, sample: int, naive_sample: int, re
             out["render_rate"] = len(digests) / render_s
             out["message_kb"] = statistics.mean(sizes) / 1024 if sizes else 0
 
-            # naive: fresh pool per subscriber, premailer per email, EmailMessage per digest, Maildir write
-            naive_renderer = Renderer(config.templates, inline=False)
+            # naive: a Python loop over every entry per subscriber, premailer per email, EmailMessage per digest, Maildir
             few = chosen[:naive_sample]
-            naive_rank_s, naive_digests = timed(lambda: [pipeline.build_digest(config, store, s, now=NOW) for s in few])
-            naive_digests = [d for d in naive_digests if d.items]
-            naive_render_s, _ = timed(lambda: [deliver_one(d, naive_renderer) for d in naive_digests])
+            texts = [(e.title.lower(), f"{e.title} {e.summary}".lower()) for e in pool.entries]
+            naive_rank_s, picks = timed(lambda: [naive_rank(s, pool.entries, texts) for s in few])
             out["naive_rank_rate"] = len(few) / naive_rank_s
-            out["naive_render_rate"] = len(naive_digests) / naive_render_s if naive_digests else float("nan")
+            out["naive_nonempty_share"] = sum(1 for p in picks if p) / len(few)
+            naive_renderer = Renderer(config.templates, inline=False)
+            shown = [d for d in (pipeline.build_digest(config, store, s, now=NOW, pool=pool) for s in few) if d.items]
+            naive_render_s, _ = timed(lambda: [deliver_one(d, naive_renderer, build_email_message) for d in shown])
+            out["naive_render_rate"] = len(shown) / naive_render_s if shown else float("nan")
         scratch_box.close()
 
     return out
 
 
-def daily_run(config_path: Path) -> dict:
-    """`newsletter digest --all` for one day: run_digests with a fixed clock, into the config's Maildir."""
+def naive_rank(subscriber: Subscriber, entries: tuple[Entry, ...], texts: list[tuple[str, str]]) -> list[Entry]:
+    """The reference ranking: for this one subscriber, a Python loop over every entry and every keyword."""
+    excluded = [word.lower() for word in subscriber.exclude]
+    followed = {name.lower() for name in subscriber.authors}
+    keywords = [(keyword.lower(), topic.weight) for topic in subscriber.topics for keyword in topic.keywords]
+    scored = []
+    for entry, (title, text) in zip(entries, texts):
+        if any(word in text for word in excluded):
+            continue
+        score = sum(weight * (2 * title.count(keyword) + text.count(keyword)) for keyword, weight in keywords)
+        if followed and any(name.lower() in followed for name in entry.authors):
+            score += 2.0
+        if score > 0:
+            scored.append((score, entry.id, entry))
+    return [entry for _, _, entry in heapq.nlargest(subscriber.max_items, scored)]
+
+
+def daily_run(config_path: Path, workers: int) -> dict:
+    """`newsletter digest --all [--workers N]` for one day: run_digests with a fixed clock, into the config's Maildir."""
     config = load_config(config_path)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    wall, report = timed(lambda: pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=clock))
+    before = _vmhwm_mb()
+    wall, report = timed(lambda: pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=clock, workers=workers))
     statuses: dict[str, int] = {}
     for outcome in report.digests:
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
     return {
         "run_s": wall, "statuses": statuses, "sent": statuses.get("sent", 0), "problems": len(report.problems),
-        "rss_before_run_mb": before / 1024, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "vmhwm_mb": _vmhwm_mb(),
+        "rss_before_run_mb": before, "peak_rss_mb": _vmhwm_mb(),
+        "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers > 1 else 0.0,
     }
 
 
-def _vmhwm_mb() -> float | None:
-    """Linux's per-process high-water mark (not inherited from the parent, unlike ru_maxrss)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+def _vmhwm_mb() -> float:
+    """Linux's per-process high-water mark (VmHWM: not inherited across exec from the parent, unlike ru_maxrss)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status: this benchmark measures memory on Linux only")
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -281,22 +305,27 @@ def show(r: dict) -> None:
     print(f"render + MIME + Maildir write: {r['render_rate']:,.0f} digests/s (sample; {r['message_kb']:.0f} KB/message; "
           f"renderer start-up {r['renderer_start_s'] * 1000:.0f} ms; {r['nonempty_share']:.0%} of sampled readers had picks)")
     sent = r["sent"]
-    print(f"whole daily run (run_digests -> Maildir): {r['run_s']:.1f} s wall, {sent:,} digests sent "
+    print(f"whole daily run (run_digests -> Maildir, one process): {r['run_s']:.1f} s wall, {sent:,} digests sent "
           f"({r['statuses']}), {sent / r['run_s']:,.0f} digests/s, {r['run_s'] / max(sent, 1) * 1000:.2f} ms/digest; "
-          f"peak RSS {r['peak_rss_mb']:.0f} MB (ru_maxrss of its own process; {r['rss_before_run_mb']:.0f} MB after imports; VmHWM {r['vmhwm_mb'] or 0:.0f} MB); "
-          f"Maildir files {r['maildir_files']:,}; DB {r['db_mb']:.0f} MB")
+          f"peak RSS {r['peak_rss_mb']:.0f} MB (VmHWM of its own process; {r['rss_before_run_mb']:.0f} MB after imports); "
+          f"Maildir files {r['maildir_files']:,}; DB {r['db_mb']:.0f} MB after the run")
     parts = {"load subscribers": r["load_subscribers_s"], "pool": r["pool_s"], "rank": n / r["rank_rate"],
              "render+MIME+Maildir": sent / r["render_rate"]}
     rest = r["run_s"] - sum(parts.values())
     print("  apportioned from the samples: " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
           + f"; the rest (outbox: queue in SQLite, claim, mark sent; run overhead) {rest:.1f} s")
+    if "w2" in r:
+        w2 = r["w2"]
+        print(f"the same run with --workers 2: {w2['run_s']:.1f} s wall, {w2['sent']:,} sent, {w2['sent'] / w2['run_s']:,.0f} digests/s "
+              f"-> x{r['run_s'] / w2['run_s']:.2f} one worker; peak RSS {w2['peak_rss_mb']:.0f} MB parent, "
+              f"{w2['worker_peak_rss_mb']:.0f} MB largest worker")
     naive_digest_s = 1 / r["naive_rank_rate"] + 1 / r["naive_render_rate"]  # per digest, on the naive sample
     ours_digest_s = r["run_s"] / max(sent, 1)
-    print(f"naive reference (fresh Pool per subscriber, premailer per email; sampled, extrapolated per digest): "
-          f"rank {r['naive_rank_rate']:.2f} subscribers/s, render+MIME+Maildir {r['naive_render_rate']:.1f} digests/s "
-          f"-> {naive_digest_s:.2f} s/digest, {n * naive_digest_s / 3600:.1f} h projected for {n:,}")
-    print(f"ours/naive: whole run {naive_digest_s / ours_digest_s:,.0f}x faster per digest; "
-          f"rank {r['rank_rate'] / r['naive_rank_rate']:,.0f}x; render {r['render_rate'] / r['naive_render_rate']:.1f}x")
+    print(f"naive reference (Python loop over entries per subscriber, premailer per email, EmailMessage per digest; "
+          f"sampled, extrapolated per digest): rank {r['naive_rank_rate']:.1f} subscribers/s, render+MIME+Maildir "
+          f"{r['naive_render_rate']:.1f} digests/s -> {1 / naive_digest_s:.1f} digests/s, {n * naive_digest_s / 60:.1f} min projected for {n:,}")
+    print(f"ours/naive: whole run x{naive_digest_s / ours_digest_s:,.1f} per digest (one process); "
+          f"rank x{r['rank_rate'] / r['naive_rank_rate']:,.1f}; render+MIME+Maildir x{r['render_rate'] / r['naive_render_rate']:.1f}")
 
 
 def main() -> None:
@@ -304,14 +333,16 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--entries", type=int, default=2000)
     parser.add_argument("--sample", type=int, default=300, help="subscribers for the rank/render split")
-    parser.add_argument("--naive-sample", type=int, default=10, help="subscribers for the naive reference (slow)")
+    parser.add_argument("--naive-sample", type=int, default=20, help="subscribers for the naive reference (slow)")
     parser.add_argument("--repeats", type=int, default=3, help="ingest repeats (medians)")
+    parser.add_argument("--workers", type=int, default=2, help="also run the day with this many workers (1: skip)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: one size, JSON out
     parser.add_argument("--no-ingest", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run-config", help=argparse.SUPPRESS)  # internal: only the daily run, JSON out
+    parser.add_argument("--run-workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_config:
-        print(json.dumps(daily_run(Path(args.run_config))))
+        print(json.dumps(daily_run(Path(args.run_config), args.run_workers)))
         return
     if args.one:
         result = run_size(args.subscribers, args.entries, args.sample, args.naive_sample, args.repeats, not args.no_ingest)
@@ -328,12 +359,10 @@ def main() -> None:
         done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         base = Path(result["dir"])
-        try:  # the day's run in a fresh process started from this small one: its own wall time and peak RSS
-            done = subprocess.run([sys.executable, __file__, "--run-config", str(base / "config-newsletter.db.toml")],
-                                  check=True, stdout=subprocess.PIPE, text=True)
-            result.update(json.loads(done.stdout.strip().splitlines()[-1]))
-            result["maildir_files"] = len(list((base / "outbox" / "new").iterdir()))
-            result["db_mb"] = (base / "newsletter.db").stat().st_size / 2**20
+        try:
+            result.update(run_day(base, workers=1))
+            if args.workers > 1:
+                result["w2"] = run_day(base, workers=args.workers)
         finally:
             shutil.rmtree(base, ignore_errors=True)
         results.append(result)
@@ -345,6 +374,20 @@ def main() -> None:
         print(f"\nscaling: {per_big * 1000:.2f} ms/digest at {big['subscribers']:,} vs {per_small * 1000:.2f} ms/digest at "
               f"{small['subscribers']:,} -> x{per_big / per_small:.2f} per digest; peak RSS {big['peak_rss_mb']:.0f} MB vs "
               f"{small['peak_rss_mb']:.0f} MB")
+
+
+def run_day(base: Path, *, workers: int) -> dict:
+    """The day's run in a fresh process (its own wall time and peak RSS) on a fresh copy of the ingested database."""
+    database = f"day{workers}.db"
+    shutil.copyfile(base / "newsletter.db", base / database)
+    config = write_config(base, database=database, maildir=f"outbox{workers}")
+    done = subprocess.run([sys.executable, __file__, "--run-config", str(config), "--run-workers", str(workers)],
+                          check=True, stdout=subprocess.PIPE, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["maildir_files"] = len(list((base / f"outbox{workers}" / "new").iterdir()))
+    result["db_mb"] = sum(path.stat().st_size for path in base.glob(f"{database}*")) / 2**20
+    shutil.rmtree(base / f"outbox{workers}")
+    return result
 
 
 if __name__ == "__main__":

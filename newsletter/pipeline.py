@@ -67,6 +67,27 @@ def open_store(config: Config, *, clock: Clock = utc_now, create: bool = True) -
         store.close()
 
 
+@contextmanager
+def _sending_store(config: Config, *, clock: Clock) -> Iterator[Store]:
+    store = _outbox_store(config, clock=clock)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _outbox_store(config: Config, *, clock: Clock) -> Store:
+    """A connection that records deliveries: each commit fsync'd when messages leave for a mail server.
+
+    A power cut could otherwise roll back the last "sent" marks and send those messages again.
+    The local Maildir keeps WAL's cheaper commits (a killed process still loses nothing; after
+    a power cut the last few messages may be written again).
+    """
+    store = Store(config.database, clock=clock)
+    store.set_durable(config.delivery_method == "smtp")
+    return store
+
+
 def http_client(config: Config) -> httpx.Client:
     return httpx.Client(timeout=config.fetch_timeout, follow_redirects=True, max_redirects=5)
 
@@ -304,7 +325,7 @@ def run_digests(
         problems.append(str(exc))
         signer, readers, total = None, iter(()), 0
     report = _Outcomes(on_digest, progress, total=total)
-    with open_store(config, clock=clock) as store:
+    with _sending_store(config, clock=clock) as store:
         unsubscribed = store.unsubscribed()
         job = _digest_job(config, request, clock=clock, signer=signer, unsubscribed=unsubscribed)
         sender = Sender(job, store, stop=stop, limiter=limiter, transport=transport)
@@ -331,7 +352,7 @@ def deliver_due(
     report = _Outcomes(on_digest, None, total=0)
     job = BatchJob(prepare=_nothing_to_prepare, open_store=_no_store, make_transport=lambda: make_transport(config),
                    policy=_delivery_policy(config), clock=clock)
-    with open_store(config, clock=clock) as store:
+    with _sending_store(config, clock=clock) as store:
         sender = Sender(job, store, stop=stop, transport=transport)
         try:
             for outcome in sender.deliver():
@@ -437,7 +458,7 @@ def _digest_job(
         renderer()
 
     return _DigestJob(
-        prepare=prepare, open_store=lambda: Store(config.database, clock=clock), make_transport=lambda: make_transport(config),
+        prepare=prepare, open_store=lambda: _outbox_store(config, clock=clock), make_transport=lambda: make_transport(config),
         policy=_delivery_policy(config), clock=clock, send=not request.dry_run, warm=warm,
     )
 
