@@ -77,7 +77,7 @@ def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime)
         part = f"\r\n--{boundary}\r\n".encode("ascii")  # the CRLF before "--" belongs to the delimiter
         message = b"".join((head.encode("ascii"), part, _TEXT_PART, text, part, _HTML_PART, html, f"\r\n--{boundary}--\r\n".encode("ascii")))
         return message_id, message
-    except (ValueError, IndexError, UnicodeError) as exc:
+    except (ValueError, IndexError, UnicodeError, HeaderParseError) as exc:  # HeaderParseError: an address like "@example.org"
         raise DeliveryError(f"cannot build the digest for {envelope.recipient}: {exc}") from None
 
 
@@ -89,7 +89,7 @@ def build_email_message(email: RenderedEmail, *, envelope: Envelope, now: dt.dat
             message[name] = _header_object(value)
         message.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
         message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    except (ValueError, IndexError, UnicodeError) as exc:
+    except (ValueError, IndexError, UnicodeError, HeaderParseError) as exc:  # HeaderParseError: an address like "@example.org"
         raise DeliveryError(f"cannot build the digest for {envelope.recipient}: {exc}") from None
     return message
 
