@@ -1,19 +1,26 @@
 """Build the MIME message and hand it to a transport (a local Maildir, or SMTP).
 
-Headers are set through ``email.message.EmailMessage`` with the SMTP policy,
-which RFC 2047-encodes non-ASCII names and subjects (SMTPUTF8 / RFC 6532 is not
-used: every header is ASCII). Every value first becomes one printable line
-(``_one_line``: line breaks, NEL, U+2028/2029 and other controls never reach a
-header; a literal encoded word stays text), so no feed or subscriber text can
-add or split a header.
+``build_message`` writes the message bytes directly (the fields that stay the same for a
+whole run are worked out once); ``build_email_message`` builds the same digest as an
+``email.message.EmailMessage`` with the SMTP policy, the reference the bytes are tested
+against and the path for the rare value the fast writer does not handle itself (an address
+that is not a plain dot-atom, a header field that would need the policy's folding).
+
+Every header is ASCII: non-ASCII names and subjects become RFC 2047 encoded words (SMTPUTF8 /
+RFC 6532 is not used). Every value first becomes one printable line (``_one_line``: line
+breaks, NEL, U+2028/2029 and other controls never reach a header; a literal encoded word
+stays text), so no feed or subscriber text can add or split a header.
 """
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
+import functools
 import mailbox
 import os
 import re
+import secrets
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -50,35 +57,78 @@ class Envelope:
     unsubscribe_https: str | None = None  # the RFC 8058 one-click POST target, when the web app runs
 
 
+Mailbox = tuple[str, str]  # (display name, addr-spec)
+FieldValue = str | Mailbox
+
+
 def build_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime) -> tuple[str, bytes]:
-    """(Message-ID, the message as bytes): multipart/alternative, text first then HTML."""
-    # parseaddr reads '"Name\r\nBcc: x@y" <a@b>' as x@y: line breaks go before the sender is read.
-    sender_name, sender_address = parseaddr(_printable(envelope.sender))
-    domain = sender_address.rpartition("@")[2] or "localhost"
-    message = EmailMessage(policy=_POLICY)
-    message_id = make_msgid(domain=domain)
+    """(Message-ID, the message as bytes): multipart/alternative, text first then HTML.
+
+    The same message as ``build_email_message(...).as_bytes()`` (headers in the same order with
+    the same decoded values, the same parts and decoded bodies), written without an EmailMessage.
+    """
     try:
-        message["From"] = Address(_one_line(_decoded(sender_name)), addr_spec=sender_address)
-        message["To"] = Address(_one_line(envelope.recipient_name), addr_spec=envelope.recipient)
-        message["Subject"] = _one_line(email.subject)
-        message["Message-ID"] = message_id
-        message["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
-        message["List-Id"] = _one_line(envelope.list_id)
-        _list_unsubscribe(message, envelope)
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-        message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
-        return message_id, message.as_bytes()
-    except (ValueError, IndexError, UnicodeError) as exc:
+        message_id = _new_message_id(envelope)
+        head = "".join(_field(name, value) for name, value in _header_fields(email, envelope, now=now, message_id=message_id))
+        text, html = _quoted_printable(email.text), _quoted_printable(email.html)
+        # QP output has "=" only before two hex digits or a line end, so "=_" never occurs in a body.
+        boundary = f"=_{secrets.token_hex(12)}"
+        head += f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="{boundary}"\r\n'
+        part = f"\r\n--{boundary}\r\n".encode("ascii")  # the CRLF before "--" belongs to the delimiter
+        message = b"".join((head.encode("ascii"), part, _TEXT_PART, text, part, _HTML_PART, html, f"\r\n--{boundary}--\r\n".encode("ascii")))
+        return message_id, message
+    except (ValueError, IndexError, UnicodeError, HeaderParseError) as exc:  # HeaderParseError: an address like "@example.org"
         raise DeliveryError(f"cannot build the digest for {envelope.recipient}: {exc}") from None
 
 
-def _list_unsubscribe(message: EmailMessage, envelope: Envelope) -> None:
-    """RFC 2369 List-Unsubscribe (https first, as mail providers prefer) and RFC 8058 one-click."""
-    targets = [envelope.unsubscribe_https, envelope.unsubscribe_mailto]
-    message["List-Unsubscribe"] = ", ".join(f"<{_printable(target)}>" for target in targets if target)
+def build_email_message(email: RenderedEmail, *, envelope: Envelope, now: dt.datetime) -> EmailMessage:
+    """The digest as an ``EmailMessage`` with the SMTP policy: the reference ``build_message`` is checked against."""
+    message = EmailMessage(policy=_POLICY)
+    try:
+        for name, value in _header_fields(email, envelope, now=now, message_id=_new_message_id(envelope)):
+            message[name] = _header_object(value)
+        message.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
+        message.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    except (ValueError, IndexError, UnicodeError, HeaderParseError) as exc:  # HeaderParseError: an address like "@example.org"
+        raise DeliveryError(f"cannot build the digest for {envelope.recipient}: {exc}") from None
+    return message
+
+
+def _header_fields(email: RenderedEmail, envelope: Envelope, *, now: dt.datetime, message_id: str) -> list[tuple[str, FieldValue]]:
+    """The header fields in their order, every value one printable line; From and To as (display name, address)."""
+    fields: list[tuple[str, FieldValue]] = [
+        ("From", _sender_mailbox(envelope.sender)),
+        ("To", (_one_line(envelope.recipient_name), envelope.recipient)),
+        ("Subject", _one_line(email.subject)),
+        ("Message-ID", message_id),
+        ("Date", format_datetime(now.astimezone(dt.timezone.utc))),
+        ("List-Id", _one_line(envelope.list_id)),
+        # RFC 2369 List-Unsubscribe (https first, as mail providers prefer) and RFC 8058 one-click.
+        ("List-Unsubscribe", ", ".join(f"<{_printable(target)}>" for target in (envelope.unsubscribe_https, envelope.unsubscribe_mailto) if target)),
+    ]
     if envelope.unsubscribe_https:
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        fields.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    fields.append(("Auto-Submitted", "auto-generated"))
+    return fields
+
+
+@functools.lru_cache(maxsize=32)
+def _sender_mailbox(sender: str) -> Mailbox:
+    """The sender as (display name, address); the same for a whole run, so worked out once."""
+    # parseaddr reads '"Name\r\nBcc: x@y" <a@b>' as x@y: line breaks go before the sender is read.
+    name, address = parseaddr(_printable(sender))
+    return _one_line(_decoded(name)), address
+
+
+def _new_message_id(envelope: Envelope) -> str:
+    domain = _sender_mailbox(envelope.sender)[1].rpartition("@")[2] or "localhost"
+    return make_msgid(domain=domain)
+
+
+def _header_object(value: FieldValue) -> str | Address:
+    if isinstance(value, tuple):
+        return Address(value[0], addr_spec=value[1])
+    return value
 
 
 class _SmtpPolicy(EmailPolicy):
@@ -92,11 +142,183 @@ class _SmtpPolicy(EmailPolicy):
     def fold_binary(self, name: str, value: str) -> bytes:
         if name.lower() != "list-unsubscribe":
             return super().fold_binary(name, value)
-        targets = re.findall(r"<[^<>\s]*>", str(value))
-        return f"{name}: {(',' + self.linesep + ' ').join(targets)}{self.linesep}".encode("ascii")
+        return _list_unsubscribe_field(name, str(value), self.linesep).encode("ascii")
 
 
 _POLICY = _SmtpPolicy(linesep="\r\n")  # policy.SMTP is EmailPolicy(linesep="\r\n")
+
+
+def _list_unsubscribe_field(name: str, value: str, linesep: str) -> str:
+    """Folded between the <URL>s, never encoded (see _SmtpPolicy)."""
+    targets = re.findall(r"<[^<>\s]*>", value)
+    return f"{name}: {(',' + linesep + ' ').join(targets)}{linesep}"
+
+
+# --- the fast writer's header fields ----------------------------------------------------------------------------
+
+_MAX_LINE = 78  # RFC 5322's "SHOULD" for a header line, the SMTP policy's max_line_length
+_MAX_WORD = 60  # a longer ASCII word is encoded (as the policy's folder does), so every line fits in _MAX_LINE
+_EW_TEXT = 54  # encoded text per encoded word: "=?utf-8?q?" + 54 + "?=" fits the first line of any field here
+_EW_BYTES = 39  # bytes per "b" encoded word: base64 of 39 bytes is 52 characters
+_TEXT_FIELDS = frozenset({"Subject", "List-Id"})  # unstructured: RFC 2047 encoded where needed
+# A local part and domain the header registry writes back unchanged and unquoted ("=" and "?" left out: "=?"
+# would start an encoded word); any other address goes through the policy, which validates it.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_SPECIALS = re.compile(r'[()<>@,:;.\\"\[\]]')  # an ASCII display name with one of these is a quoted string
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+
+
+def _field(name: str, value: FieldValue) -> str:
+    """One header field as folded text ending in CRLF."""
+    if isinstance(value, tuple):
+        return _from_field(name, value) if name == "From" else _mailbox_field(name, value)
+    if name in _TEXT_FIELDS:
+        return _fold(name, _text_words(value))
+    if name == "List-Unsubscribe":
+        return _list_unsubscribe_field(name, value, "\r\n")
+    if len(name) + 2 + len(value) <= _MAX_LINE and _PLAIN_VALUE.fullmatch(value) and "=?" not in value:
+        return f"{name}: {value}\r\n"
+    return _policy_field(name, value)
+
+
+def _mailbox_field(name: str, mailbox: Mailbox) -> str:
+    display_name, address = mailbox
+    if not _PLAIN_ADDRESS.fullmatch(address):
+        return _policy_field(name, Address(display_name, addr_spec=address))  # validates it, with the policy's message
+    if not display_name:
+        return f"{name}: {address}\r\n"
+    return _fold(name, [*_phrase_words(display_name), f"<{address}>"])
+
+
+_from_field = functools.lru_cache(maxsize=32)(_mailbox_field)  # the sender is the same for a whole run
+
+
+def _policy_field(name: str, value: str | Address) -> str:
+    """The field exactly as EmailMessage.as_bytes writes it with the SMTP policy."""
+    return _POLICY.fold_binary(name, _POLICY.header_store_parse(name, value)[1]).decode("ascii")
+
+
+def _fold(name: str, words: list[str]) -> str:
+    """name: words, folded at the spaces between them so that lines stay within _MAX_LINE.
+
+    Unfolding only removes the CRLF, so a fold at a space changes nothing: not inside a quoted
+    display name, and not between two encoded words (whose whitespace is not part of the text).
+    """
+    if not words:
+        return f"{name}:\r\n"
+    parts, width, start = [name, ":"], len(name) + 1, len(name) + 1
+    for word in words:
+        if width + 1 + len(word) > _MAX_LINE and width > start:
+            parts.append("\r\n")
+            width = 0
+        parts += (" ", word)
+        width += 1 + len(word)
+    parts.append("\r\n")
+    return "".join(parts)
+
+
+def _text_words(text: str) -> list[str]:
+    """Unstructured text (RFC 2047 section 5(1)) as words: ASCII words as written, each run of others encoded."""
+    if not text:
+        return []
+    if text.isascii() and len(text) <= _MAX_WORD:
+        return text.split(" ")  # _one_line left single spaces and no "=?"
+    words: list[str] = []
+    run: list[str] = []  # consecutive words to encode, together with the spaces between them
+    for word in text.split(" "):
+        if word.isascii() and len(word) <= _MAX_WORD:
+            if run:
+                words += _encoded_words(" ".join(run))
+                run = []
+            words.append(word)
+        else:
+            run.append(word)
+    if run:
+        words += _encoded_words(" ".join(run))
+    return words
+
+
+def _phrase_words(name: str) -> list[str]:
+    """A display name (RFC 5322 phrase): atoms, one quoted string, or encoded words (RFC 2047 section 5(3))."""
+    if name.isascii():
+        quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"' if _SPECIALS.search(name) else name
+        words = quoted.split(" ")
+        if max(map(len, words)) <= _MAX_WORD:
+            return words
+    return _encoded_words(name)
+
+
+def _encoded_words(text: str) -> list[str]:
+    """RFC 2047 encoded words for text, "q" or "b" whichever is shorter; a character's bytes stay in one word.
+
+    The "q" form keeps only letters, digits and !*+-/ as they are, so the words are valid in a
+    display name as well as in unstructured text.
+    """
+    pieces = [_Q_FORM[ch] for ch in text]
+    size = len(text.encode())
+    if sum(map(len, pieces)) > -(-size // 3) * 4:
+        return [f"=?utf-8?b?{binascii.b2a_base64(chunk.encode(), newline=False).decode()}?=" for chunk in _chunks(text, [len(ch.encode()) for ch in text], _EW_BYTES)]
+    words, current, width = [], [], 0
+    for piece in pieces:
+        if width + len(piece) > _EW_TEXT:
+            words.append(f"=?utf-8?q?{''.join(current)}?=")
+            current, width = [], 0
+        current.append(piece)
+        width += len(piece)
+    words.append(f"=?utf-8?q?{''.join(current)}?=")
+    return words
+
+
+def _chunks(text: str, sizes: list[int], limit: int) -> list[str]:
+    """text cut between characters into pieces whose sizes add up to at most limit."""
+    chunks, start, total = [], 0, 0
+    for index, size in enumerate(sizes):
+        if total + size > limit:
+            chunks.append(text[start:index])
+            start, total = index, 0
+        total += size
+    chunks.append(text[start:])
+    return chunks
+
+
+class _QForms(dict[str, str]):
+    """A character's RFC 2047 "Q" form, looked up once per character."""
+
+    _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+
+    def __missing__(self, ch: str) -> str:
+        form = ch if ch in self._SAFE else "_" if ch == " " else "".join(f"={byte:02X}" for byte in ch.encode())
+        if len(self) < 4096:  # hostile text full of distinct characters does not grow the table for ever
+            self[ch] = form
+        return form
+
+
+_Q_FORM = _QForms()
+
+
+# --- the fast writer's bodies ------------------------------------------------------------------------------------
+
+_TEXT_PART = b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+_HTML_PART = b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+
+
+def _quoted_printable(text: str) -> bytes:
+    """A text part's body as quoted-printable (RFC 2045): lines of at most 76 characters ending in CRLF.
+
+    It decodes to the text as EmailMessage.set_content stores it: UTF-8, every CRLF, CR or LF
+    a CRLF, and a line end added at the end when there is none. binascii's encoder (C) also
+    writes "=" and trailing whitespace as =XX, and "=" only ever before two hex digits or a
+    soft line break.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"
+    return binascii.b2a_qp(text.encode().replace(b"\n", b"\r\n"))
+
+
+# --- shared -------------------------------------------------------------------------------------------------------
 
 
 def _decoded(name: str) -> str:
