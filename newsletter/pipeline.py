@@ -320,7 +320,7 @@ def run_digests(
     problems: list[str] = []
     try:
         signer = link_signer(config)
-        readers, total = _readers(config, request.subscriber_ids, problems)
+        readers, total = _readers(config, request.subscriber_ids, problems, clock=clock)
     except ConfigError as exc:  # no new digest can carry valid links; those already queued still go out
         problems.append(str(exc))
         signer, readers, total = None, iter(()), 0
@@ -400,12 +400,11 @@ class _Outcomes:
             self._progress("digests", self._total, self._total)
 
 
-def _readers(config: Config, wanted: Sequence[str], problems: list[str]) -> tuple[Iterator[Subscriber], int]:
+def _readers(config: Config, wanted: Sequence[str], problems: list[str], *, clock: Clock) -> tuple[Iterator[Subscriber], int]:
     """The readers this run is for, read from their files as the batches need them; and how many files that is."""
-    defaults = _defaults(config)
     if not wanted:
         files = subscriber_files(config.subscribers)
-        return iter_subscribers(config.subscribers, defaults=defaults, on_problem=problems.append, files=files), len(files)
+        return _every_reader(config, files, problems, clock=clock), len(files)
     loaded = subscribers_of(config)  # every file: an address used twice is refused in favour of the first file
     problems.extend(loaded.problems)
     by_id = {subscriber.id: subscriber for subscriber in loaded.subscribers}
@@ -415,6 +414,38 @@ def _readers(config: Config, wanted: Sequence[str], problems: list[str]) -> tupl
             problems.append(f'no subscriber "{sid}": {config.subscribers / (sid + ".toml")} does not exist')
     chosen = [by_id[sid] for sid in wanted if sid in by_id]
     return iter(chosen), len(chosen)
+
+
+def _every_reader(config: Config, files: list[Path], problems: list[str], *, clock: Clock) -> Iterator[Subscriber]:
+    """Every reader in file order; unchanged files come from what the store remembers of them (not parsed again)."""
+    with open_store(config, clock=clock) as store:
+        remembered = _RememberedFiles(store)
+        try:
+            yield from iter_subscribers(config.subscribers, defaults=_defaults(config), on_problem=problems.append, files=files, cache=remembered)
+        finally:
+            remembered.flush()
+        store.forget_subscribers_except([path.stem for path in files])  # only after reading every file
+
+
+class _RememberedFiles:
+    """subscribers.ParsedCache over the store, writing what it learns a few hundred files at a time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._new: list[tuple[str, str, str]] = []
+
+    def cached_subscriber(self, subscriber_id: str, stamp: str) -> str | None:
+        return self.store.cached_subscriber(subscriber_id, stamp)
+
+    def remember_subscriber(self, subscriber_id: str, stamp: str, checked: str) -> None:
+        self._new.append((subscriber_id, stamp, checked))
+        if len(self._new) >= 500:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._new:
+            self.store.remember_subscribers(self._new)
+            self._new = []
 
 
 def _delivery_policy(config: Config) -> DeliveryPolicy:

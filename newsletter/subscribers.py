@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import json
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from email_validator import EmailNotValidError, validate_email
 
+from . import __version__
 from .clock import WEEKDAYS, parse_hhmm, valid_timezone
 from .config import MAX_TEXT, bad_text, one_line
 from .errors import SubscriberError
@@ -59,20 +61,38 @@ def subscriber_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.toml")) if directory.is_dir() else []
 
 
+class ParsedCache(Protocol):
+    """Where files already read and checked are remembered (the store): a daily run over 100,000 unchanged
+    files reads each one's stamp and its checked form, instead of parsing and validating the TOML again.
+    """
+
+    def cached_subscriber(self, subscriber_id: str, stamp: str) -> str | None: ...
+
+    def remember_subscriber(self, subscriber_id: str, stamp: str, checked: str) -> None: ...
+
+
+# Bump when a check or the Subscriber fields change: every remembered file is then read afresh.
+_CACHE_FORMAT = f"{__version__}/1"
+
+
 def iter_subscribers(
     directory: Path, *, defaults: Defaults = Defaults(), on_problem: Callable[[str], None], files: Iterable[Path] | None = None,
+    cache: ParsedCache | None = None,
 ) -> Iterator[Subscriber]:
     """Each valid subscriber in turn, read as it is needed (a run over 100,000 files never holds them all).
 
-    Every bad file, or one whose address an earlier file already uses, goes to ``on_problem`` as one line.
+    Every bad file, or one whose address an earlier file already uses, goes to ``on_problem`` as one
+    line. With a ``cache``, a file whose size, modification time and defaults are as when it was last
+    read is not parsed again; bad files are never remembered, so their problem is always reported.
     """
     if not directory.is_dir():
         on_problem(f"{_shown(directory)}: subscribers directory not found")
         return
     emails: dict[str, str] = {}
+    setting = repr(defaults)
     for path in subscriber_files(directory) if files is None else files:
         try:
-            subscriber = load_subscriber_file(path, defaults=defaults)
+            subscriber = _load(path, defaults=defaults, setting=setting, cache=cache)
         except SubscriberError as exc:
             on_problem(str(exc))
             continue
@@ -81,6 +101,40 @@ def iter_subscribers(
             on_problem(f"{_shown(path)}: email {subscriber.email} is already used by subscribers/{first}.toml")
             continue
         yield subscriber
+
+
+def _load(path: Path, *, defaults: Defaults, setting: str, cache: ParsedCache | None) -> Subscriber:
+    if cache is None:
+        return load_subscriber_file(path, defaults=defaults)
+    try:
+        status = path.stat()
+    except OSError:
+        return load_subscriber_file(path, defaults=defaults)  # says why it cannot be read
+    stamp = f"{_CACHE_FORMAT} {status.st_mtime_ns} {status.st_size} {setting}"
+    checked = cache.cached_subscriber(path.stem, stamp)
+    if checked is not None:
+        return _from_checked(checked, subscriber_id=path.stem, path=path)
+    subscriber = load_subscriber_file(path, defaults=defaults)
+    cache.remember_subscriber(path.stem, stamp, _to_checked(subscriber))
+    return subscriber
+
+
+def _to_checked(subscriber: Subscriber) -> str:
+    s = subscriber
+    return json.dumps([
+        s.email, s.name, s.timezone, s.send_at.strftime("%H:%M"), s.frequency, s.max_items, s.quiet_days,
+        [[topic.name, topic.keywords, topic.weight] for topic in s.topics], s.exclude, s.authors, s.categories, s.liked,
+    ], ensure_ascii=False)
+
+
+def _from_checked(checked: str, *, subscriber_id: str, path: Path) -> Subscriber:
+    email, name, timezone, send_at, frequency, max_items, quiet_days, topics, exclude, authors, categories, liked = json.loads(checked)
+    return Subscriber(
+        id=subscriber_id, email=email, name=name, timezone=timezone, send_at=dt.time.fromisoformat(send_at), frequency=frequency,
+        max_items=max_items, quiet_days=quiet_days,
+        topics=tuple(Topic(name=topic, keywords=tuple(keywords), weight=weight) for topic, keywords, weight in topics),
+        exclude=tuple(exclude), authors=tuple(authors), categories=tuple(categories), liked=tuple(liked), path=path,
+    )
 
 
 def find_subscriber(directory: Path, subscriber_id: str, *, defaults: Defaults = Defaults()) -> Subscriber:

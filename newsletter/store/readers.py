@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from ._util import _dicts
 
 
@@ -45,3 +47,19 @@ class ReaderActions:
         """entry id -> "more" | "less", oldest first."""
         rows = self._query("SELECT entry_id, kind FROM feedback WHERE subscriber = ? ORDER BY at, entry_id", [subscriber])
         return {entry_id: kind for entry_id, kind in rows}
+
+    # --- subscriber files as last read (subscribers.ParsedCache) ------------------
+
+    def cached_subscriber(self, subscriber_id: str, stamp: str) -> str | None:
+        row = self._query("SELECT checked FROM subscriber_cache WHERE subscriber = ? AND stamp = ?", [subscriber_id, stamp]).fetchone()
+        return row[0] if row else None
+
+    def remember_subscribers(self, checked: list[tuple[str, str, str]]) -> None:
+        """(subscriber, stamp, checked form) of files just read, in one transaction."""
+        with self.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO subscriber_cache (subscriber, stamp, checked) VALUES (?, ?, ?)", checked)
+
+    def forget_subscribers_except(self, subscriber_ids: list[str]) -> None:
+        """Drop what is remembered of files that are gone (after a run that read every file)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM subscriber_cache WHERE subscriber NOT IN (SELECT value FROM json_each(?))", [json.dumps(subscriber_ids)])

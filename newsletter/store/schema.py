@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def create_v1(db: sqlite_utils.Database) -> None:
@@ -70,5 +70,10 @@ def upgrade_to_v3(db: sqlite_utils.Database) -> None:
     )
 
 
-UPGRADES: tuple[Callable[[sqlite_utils.Database], None], ...] = (create_v1, upgrade_to_v2, upgrade_to_v3)
+def upgrade_to_v4(db: sqlite_utils.Database) -> None:
+    """Subscriber files as last read and checked, by stamp (size, mtime, defaults): unchanged files are not parsed again."""
+    db["subscriber_cache"].create({"subscriber": str, "stamp": str, "checked": str}, pk="subscriber", not_null={"stamp", "checked"})
+
+
+UPGRADES: tuple[Callable[[sqlite_utils.Database], None], ...] = (create_v1, upgrade_to_v2, upgrade_to_v3, upgrade_to_v4)
 assert len(UPGRADES) == SCHEMA_VERSION, "one upgrade per schema version"
