@@ -84,6 +84,7 @@ class Sender:
         for outcome in outcomes:
             self.server_down = self.server_down or outcome.status == "unavailable"
             yield outcome
+        self.transport.flush()
 
     def close(self) -> None:
         if self._own_transport:
@@ -101,6 +102,10 @@ class _LazyTransport:
         if self._transport is None:
             self._transport = self._make()
         return self._transport.send(message, sender=sender, recipient=recipient)
+
+    def flush(self) -> None:
+        if self._transport is not None:
+            self._transport.flush()
 
     def close(self) -> None:
         if self._transport is not None:

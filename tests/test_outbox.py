@@ -36,6 +36,9 @@ class DownTransport:
         self.attempts += 1
         raise DeliveryError(f"smtp 127.0.0.1: sending to {recipient} failed: connection refused")
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -198,3 +201,20 @@ def test_a_digest_queued_after_its_reader_unsubscribed_is_cancelled_not_sent(dep
     assert _row(config.database, "ada")[0] == "cancelled"
     with Store(config.database, clock=lambda: NOON) as store:
         assert store.sent_ids_since("ada", since=NOON - dt.timedelta(days=30)) == set()  # its paper is not marked as received
+
+
+def test_the_maildir_gets_whole_files_with_unique_names_and_a_write_failure_is_one_line(tmp_path: Path) -> None:
+    box = MaildirTransport(tmp_path / "box")
+    keys = [box.send(f"Subject: {n}\r\n\r\nbody {n}\r\n".encode(), sender="a@example.org", recipient="b@example.org") for n in range(50)]
+    box.flush()
+    assert len(set(keys)) == 50
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []  # written under tmp/, then renamed: nothing left half-way
+    read = mailbox.Maildir(tmp_path / "box", create=False)
+    assert sorted(read.keys()) == sorted(keys)
+    assert sorted(read.get_bytes(key) for key in keys) == sorted(f"Subject: {n}\r\n\r\nbody {n}\r\n".encode() for n in range(50))
+    (tmp_path / "box" / "tmp").rmdir()
+    (tmp_path / "box" / "tmp").write_text("not a folder")  # a write that fails even for root
+    with pytest.raises(DeliveryError) as failure:
+        box.send(b"Subject: x\r\n\r\nx\r\n", sender="a@example.org", recipient="c@example.org")
+    assert str(tmp_path / "box") in str(failure.value) and "c@example.org" in str(failure.value) and "\n" not in str(failure.value)
+    assert sorted(mailbox.Maildir(tmp_path / "box", create=False).keys()) == sorted(keys)  # nothing else appeared

@@ -155,6 +155,9 @@ class _Recording:
         self.sent[recipient] = message
         return self.transport.send(message, sender=sender, recipient=recipient)
 
+    def flush(self) -> None:
+        self.transport.flush()
+
     def close(self) -> None:
         self.transport.close()
 

@@ -293,6 +293,9 @@ class DownServer:
     def send(self, message: bytes, *, sender: str, recipient: str) -> str:
         raise ServerUnavailable("connection refused (test)")
 
+    def flush(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -352,6 +355,9 @@ class RefusingServer:
 
     def send(self, message: bytes, *, sender: str, recipient: str) -> str:
         raise RecipientRefused(f"{recipient}: 550 5.1.1 mailbox full (test)")
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
