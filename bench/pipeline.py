@@ -24,8 +24,9 @@ Printed:
   - the same day's run with `--workers 2` (pipeline.run_digests(..., workers=2)) on a copy of the
     same database, and its speed-up over one worker;
   - naive reference on --naive-sample subscribers, extrapolated per digest, as the issue describes
-    it: ranking by a Python loop over every entry for each subscriber (keyword substring counts,
-    excluded words, followed authors; texts lower-cased once, which favours the naive side),
+    it: ranking by a Python loop over every entry and keyword for each subscriber (keyword words
+    looked up in each entry's word sets, split once for all subscribers, which favours the naive
+    side; excluded words, followed authors),
     premailer per email (Renderer(templates, inline=False)), one EmailMessage per digest
     (deliver.build_email_message), Maildir write; and ours/naive;
   - scaling: per-digest cost of the whole run at N vs at 1,000 subscribers (both sizes run
@@ -41,6 +42,7 @@ import datetime as dt
 import functools
 import heapq
 import json
+import re
 import resource
 import shutil
 import statistics
@@ -238,8 +240,9 @@ def run_size(count: int, entries_wanted: int, sample: int, naive_sample: int, re
 
             # naive: a Python loop over every entry per subscriber, premailer per email, EmailMessage per digest, Maildir
             few = chosen[:naive_sample]
-            texts = [(e.title.lower(), f"{e.title} {e.summary}".lower()) for e in pool.entries]
-            naive_rank_s, picks = timed(lambda: [naive_rank(s, pool.entries, texts) for s in few])
+            words = [(set(re.findall(r"\w+", e.title.lower())), set(re.findall(r"\w+", f"{e.title} {e.summary}".lower())))
+                     for e in pool.entries]
+            naive_rank_s, picks = timed(lambda: [naive_rank(s, pool.entries, words) for s in few])
             out["naive_rank_rate"] = len(few) / naive_rank_s
             out["naive_nonempty_share"] = sum(1 for p in picks if p) / len(few)
             naive_renderer = Renderer(config.templates, inline=False)
@@ -251,16 +254,25 @@ def run_size(count: int, entries_wanted: int, sample: int, naive_sample: int, re
     return out
 
 
-def naive_rank(subscriber: Subscriber, entries: tuple[Entry, ...], texts: list[tuple[str, str]]) -> list[Entry]:
-    """The reference ranking: for this one subscriber, a Python loop over every entry and every keyword."""
-    excluded = [word.lower() for word in subscriber.exclude]
+def naive_rank(subscriber: Subscriber, entries: tuple[Entry, ...], words: list[tuple[set[str], set[str]]]) -> list[Entry]:
+    """The reference ranking: for this one subscriber, a Python loop over every entry and every keyword.
+
+    Each entry's title and text words are split into sets once for all subscribers (generous to the
+    naive side); a keyword matches when all its words are in the set: 2 points in the title, 1 elsewhere.
+    """
+    excluded = [word.lower().split() for word in subscriber.exclude]
     followed = {name.lower() for name in subscriber.authors}
-    keywords = [(keyword.lower(), topic.weight) for topic in subscriber.topics for keyword in topic.keywords]
+    keywords = [(keyword.lower().split(), topic.weight) for topic in subscriber.topics for keyword in topic.keywords]
     scored = []
-    for entry, (title, text) in zip(entries, texts):
-        if any(word in text for word in excluded):
+    for entry, (title, text) in zip(entries, words):
+        if any(all(word in text for word in phrase) for phrase in excluded):
             continue
-        score = sum(weight * (2 * title.count(keyword) + text.count(keyword)) for keyword, weight in keywords)
+        score = 0.0
+        for phrase, weight in keywords:
+            if all(word in title for word in phrase):
+                score += 2 * weight
+            elif all(word in text for word in phrase):
+                score += weight
         if followed and any(name.lower() in followed for name in entry.authors):
             score += 2.0
         if score > 0:
