@@ -173,8 +173,12 @@ def run_batches_in_workers(
     ]
     for process in processes:
         process.start()
+    failures: list[str] = []
     try:
         failures = _feed_and_collect(_batched(readers, size), tasks=tasks, results=results, halt=halt, stop=stop, report=report, workers=processes)
+    except BaseException:
+        halt.set()  # reading the readers failed here: the workers finish their message in flight and stop
+        raise
     finally:
         for process in processes:
             process.join(timeout=60)
@@ -242,7 +246,10 @@ def _worker(job: BatchJob, tasks: Any, results: Any, halt: Any) -> None:
         sender = Sender(job, store, stop=halt, limiter=RateLimiter(job.policy.rate_limit, stop=halt))
         try:
             while not halt.is_set():
-                batch = tasks.get()
+                try:
+                    batch = tasks.get(timeout=0.2)  # a halt ends the wait too, sentinel or not
+                except queue.Empty:
+                    continue
                 if batch is None:
                     break
                 for outcome in run_batch(job, sender, batch, stop=halt):
