@@ -22,6 +22,7 @@ import multiprocessing
 import queue
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +35,32 @@ from .store import NewDigest, Store
 
 Clock = Callable[[], dt.datetime]
 BATCH_SIZE = 100  # readers per batch: one commit queues them; small enough that a batch's messages stay a few MB
+
+
+class SharedStop:
+    """A stop flag in memory shared with forked workers, set without a lock (so a signal handler may set it).
+
+    With a ``threading.Event`` as ``stop`` the workers learn of a stop from the parent's next look
+    at it; with this one, at once: none of them starts another message after SIGTERM.
+    """
+
+    def __init__(self) -> None:
+        self._flag = multiprocessing.get_context("fork").RawValue("b", 0)
+
+    def set(self) -> None:
+        self._flag.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._flag.value)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            time.sleep(left)
+        return True
 
 
 @dataclass(frozen=True)
@@ -150,7 +177,7 @@ def run_batches(
 
 
 def run_batches_in_workers(
-    job: BatchJob, readers: Iterable[Subscriber], *, workers: int, stop: threading.Event | None,
+    job: BatchJob, readers: Iterable[Subscriber], *, workers: int, stop: threading.Event | SharedStop | None,
     report: Callable[[DigestOutcome], None], warm: Callable[[], None] = lambda: None, size: int = BATCH_SIZE,
 ) -> None:
     """The same on ``workers`` forked processes; outcomes come back here (reported as they arrive).
@@ -164,7 +191,7 @@ def run_batches_in_workers(
     context = multiprocessing.get_context("fork")
     tasks: Any = context.Queue(maxsize=workers * 2)  # bounded: the parent reads subscriber files only a little ahead
     results: Any = context.Queue()
-    halt = context.Event()
+    halt = stop if isinstance(stop, SharedStop) else SharedStop()
     rate = job.policy.rate_limit
     share = replace(job.policy, rate_limit=max(1, rate // workers) if rate else 0)  # the provider's limit is for all of them
     processes = [
@@ -190,7 +217,7 @@ def run_batches_in_workers(
 
 
 def _feed_and_collect(
-    batches: Iterator[list[Subscriber]], *, tasks: Any, results: Any, halt: Any, stop: threading.Event | None,
+    batches: Iterator[list[Subscriber]], *, tasks: Any, results: Any, halt: SharedStop, stop: threading.Event | SharedStop | None,
     report: Callable[[DigestOutcome], None], workers: list[Any],
 ) -> list[str]:
     """Hand out batches and report outcomes until every worker has said it is done; returns worker failures."""
@@ -237,7 +264,7 @@ def _drain(results: Any, report: Callable[[DigestOutcome], None], failures: list
             done += 1
 
 
-def _worker(job: BatchJob, tasks: Any, results: Any, halt: Any) -> None:
+def _worker(job: BatchJob, tasks: Any, results: Any, halt: SharedStop) -> None:
     """A forked worker: its own connection and transport; batches until the sentinel or a halt."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # finish the message in flight, then stop (as the CLI does)
         signal.signal(signum, lambda *_: halt.set())

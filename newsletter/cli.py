@@ -14,7 +14,7 @@ import tempfile
 import threading
 import webbrowser
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -216,7 +216,7 @@ def digest(ctx: click.Context, subscribers: tuple[str, ...], everyone: bool, dry
     """
     request = pipeline.DigestRequest(subscriber_ids=subscribers, ignore_time=everyone or bool(subscribers), dry_run=dry_run)
     config = _config(ctx)
-    stop = _stop_on_signals()
+    stop = _stop_on_signals(pipeline.SharedStop())
     with _Progress() as progress:
         report = pipeline.run_digests(
             config, request, on_digest=progress.later(_print_digest), stop=stop, progress=progress, lock=not dry_run, workers=workers,
@@ -292,9 +292,14 @@ def resubscribe(ctx: click.Context, subscriber: str) -> None:
         click.echo(f"{subscriber}: was not unsubscribed; nothing to do")
 
 
-def _stop_on_signals() -> threading.Event:
-    """SIGTERM / SIGINT: finish the message in flight, then stop; what is left stays queued."""
-    stop = threading.Event()
+_Stop = TypeVar("_Stop", threading.Event, pipeline.SharedStop)
+
+
+def _stop_on_signals(stop: _Stop) -> _Stop:
+    """SIGTERM / SIGINT set ``stop``: finish the message in flight (in every worker), then stop; what is left stays queued.
+
+    `digest` uses a SharedStop, which its forked workers see at once; the scheduler a threading.Event.
+    """
 
     def request_stop(signum: int, _frame: object) -> None:
         if stop.is_set():  # a second Ctrl-C: stop now (the outbox keeps the claim; the next run resends it)
@@ -416,7 +421,7 @@ def run(ctx: click.Context, reload_every: float) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    run_scheduler(ctx.obj, stop=_stop_on_signals(), on_report=_log_report, intervals=Intervals(sync=reload_every))
+    run_scheduler(ctx.obj, stop=_stop_on_signals(threading.Event()), on_report=_log_report, intervals=Intervals(sync=reload_every))
 
 
 def _log_report(kind: str, report: RunReport) -> None:

@@ -23,6 +23,15 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from . import ingest
+from .batch import (
+    BATCH_SIZE,
+    BatchJob,
+    Prepared,
+    Sender,
+    SharedStop,
+    run_batches,
+    run_batches_in_workers,
+)
 from .clock import is_due, next_slot, period_of, utc_now
 from .config import Config, FeedConfig
 from .deliver import (
@@ -46,13 +55,19 @@ from .models import (
     ScoredEntry,
     Subscriber,
 )
-from .batch import BATCH_SIZE, BatchJob, Prepared, Sender, run_batches, run_batches_in_workers
 from .outbox import DeliveryPolicy, RateLimiter
 from .pool import Pool
 from .rank import RankSettings, rank
 from .render import Branding, Renderer, subject_line
 from .store import NewDigest, Store
-from .subscribers import Defaults, LoadedSubscribers, find_subscriber, iter_subscribers, load_subscribers, subscriber_files
+from .subscribers import (
+    Defaults,
+    LoadedSubscribers,
+    find_subscriber,
+    iter_subscribers,
+    load_subscribers,
+    subscriber_files,
+)
 
 Clock = Callable[[], dt.datetime]
 Progress = Callable[[str, int, int], None]  # (what, done, total): the CLI draws a bar on a terminal
@@ -293,7 +308,7 @@ class DigestRequest:
 
 def run_digests(
     config: Config, request: DigestRequest = DigestRequest(), *, clock: Clock = utc_now, transport: Transport | None = None,
-    on_digest: Callable[[DigestOutcome], None] | None = None, stop: threading.Event | None = None,
+    on_digest: Callable[[DigestOutcome], None] | None = None, stop: threading.Event | SharedStop | None = None,
     limiter: RateLimiter | None = None, progress: Progress | None = None, lock: bool = False, workers: int = 1,
     batch_size: int = BATCH_SIZE,
 ) -> RunReport:
@@ -303,7 +318,8 @@ def run_digests(
     abandoned claims) goes first. Within a batch every message is stored as
     queued before any is sent, so a failure or a crash while sending loses
     nothing. ``stop`` (set by SIGTERM) ends the run after the message in
-    flight; what is queued stays queued, what is not built is built next run.
+    flight; what is queued stays queued, what is not built is built next run (a SharedStop
+    reaches worker processes at once).
     ``lock`` takes the database's sender lock for the run (the CLI's `digest`;
     the scheduler holds it for its whole life instead). ``workers`` > 1 forks
     that many processes, each with its own connection and transport (so

@@ -447,12 +447,15 @@ def test_sigkill_mid_batch_then_rerun_every_reader_gets_one_digest_at_most_one_d
           f"landing: {landing}; duplicates: {sum(extra.values())}; messages in all: {sum(arrived.values())}")
 
 
-def test_sigterm_finishes_the_message_in_flight_then_stops_and_a_rerun_sends_the_rest(deployment: Deployment, smtp_tls: MailServer) -> None:
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "two workers"])
+def test_sigterm_finishes_the_message_in_flight_then_stops_and_a_rerun_sends_the_rest(
+    deployment: Deployment, smtp_tls: MailServer, workers: list[str],
+) -> None:
     readers = 12
     config = deploy(deployment, smtp_tls, readers=readers, real_clock=True)
     handler = smtp_tls.handler
     handler.hold_data_from = 4  # the 4th message is accepted and its 250 held: it is in flight when SIGTERM comes
-    process = spawn(config, "digest", "--all")
+    process = spawn(config, "digest", "--all", *workers)  # with workers, the parent passes the stop on to them
     try:
         handler.wait_for(lambda h: h.count() >= 4, what="the 4th message")
         process.send_signal(signal.SIGTERM)
@@ -471,7 +474,7 @@ def test_sigterm_finishes_the_message_in_flight_then_stops_and_a_rerun_sends_the
     (period,) = {row["period"] for row in first}
     assert counts(day_status(config, period=period)) == {"sent": 4, "queued": readers - 4}
 
-    rerun = subprocess.run(cli(config, "digest", "--all"), capture_output=True, text=True, timeout=WAIT * 3, env={**os.environ})
+    rerun = subprocess.run(cli(config, "digest", "--all", *workers), capture_output=True, text=True, timeout=WAIT * 3, env={**os.environ})
     assert rerun.returncode == 0, (rerun.stdout, rerun.stderr)
     digests = {row["message_id"] for row in first}
     assert Counter(mid for mid in message_ids(handler) if mid in digests) == Counter(digests)  # each exactly once
