@@ -258,22 +258,27 @@ def _parse_with_feedparser(
     return ParsedFeed(tuple(entries), tuple(skipped), _join(warning, _trimmed_note(trimmed, max_summary_chars, feed_name=feed_name)))
 
 
+# FeedParserDict.get resolves feedparser's legacy aliases ("description", "guid", ...) on every call, a
+# tenth of an entry's cost; no key read here is an alias, so the plain dict lookup finds the same value.
+_field = dict.get
+
+
 def _entry_from_feedparser(raw: Any, *, feed_name: str, max_summary_chars: int = MAX_SUMMARY_CHARS) -> Entry | None:
     link = _first_http_link(raw)
-    guid = (raw.get("id") or "").strip() or None
-    identity = canonical_id(link=link, guid=guid, doi_text=raw.get("prism_doi") or raw.get("dc_identifier"))
-    title = _capped(readable_text((raw.get("title") or "")[: MAX_TITLE_CHARS * 4], is_html=_is_html(raw, "title")), MAX_TITLE_CHARS)
+    guid = (_field(raw, "id") or "").strip() or None
+    identity = canonical_id(link=link, guid=guid, doi_text=_field(raw, "prism_doi") or _field(raw, "dc_identifier"))
+    title = _capped(readable_text((_field(raw, "title") or "")[: MAX_TITLE_CHARS * 4], is_html=_is_html(raw, "title")), MAX_TITLE_CHARS)
     if not (title or link):
         return None
     if identity is None:  # a title alone (no link, guid or DOI): identified by feed and title
         identity = f"{feed_name}:" + hashlib.sha256(title.encode("utf-8")).hexdigest()[:16], None
     # Bound the work (and memory) spent on a giant abstract before cleaning it: 4x leaves room for markup.
-    summary_html = (raw.get("summary", "") or _content_value(raw))[: max_summary_chars * 4]
+    summary_html = (_field(raw, "summary", "") or _content_value(raw))[: max_summary_chars * 4]
     if not _is_html(raw, "summary"):  # Atom type="text" (arXiv's API): "x<y" is text, not a tag
         summary_html = html.escape(summary_html)
     summary, authors_from_summary = _split_summary(summary_html)
     authors = max(_authors(raw), authors_from_summary, key=len)  # rfeed's <author> holds only the first
-    pdf_url = next((item.get("href") for item in raw.get("links", []) if item.get("type") == "application/pdf"), None)
+    pdf_url = next((_field(item, "href") for item in _field(raw, "links", []) if _field(item, "type") == "application/pdf"), None)
     entry_id, version = identity
     if version is None:  # the version may sit only in the guid or the summary ("arXiv:2508.13167v1 ...")
         version = _arxiv_version(entry_id, guid, summary_html)
@@ -283,11 +288,11 @@ def _entry_from_feedparser(raw: Any, *, feed_name: str, max_summary_chars: int =
         link=link or _default_link(entry_id),
         summary=_capped(_unlatex(summary), max_summary_chars),
         authors=authors,
-        categories=tuple(dict.fromkeys(tag.get("term", "").strip() for tag in raw.get("tags", []) if tag.get("term"))),
-        published=_struct_time_to_datetime(raw.get("published_parsed") or raw.get("updated_parsed")),
+        categories=tuple(dict.fromkeys(_field(tag, "term", "").strip() for tag in _field(raw, "tags", []) if _field(tag, "term"))),
+        published=_struct_time_to_datetime(_field(raw, "published_parsed") or _field(raw, "updated_parsed")),
         version=version,
         pdf_url=pdf_url or _default_pdf(entry_id),
-        comment=clean_text(raw.get("arxiv_comment", ""), is_html=False) or None,
+        comment=clean_text(_field(raw, "arxiv_comment", ""), is_html=False) or None,
         guid=guid,
         source=feed_name,
     )
@@ -373,7 +378,7 @@ def _entry_from_daily_paper(item: Any, *, feed_name: str, max_summary_chars: int
 
 # Runs of ASCII whitespace and line breaks collapse to one space; an authored no-break or fixed-width
 # space (&nbsp; &ensp; &thinsp; ...) is a character of the text and is kept.
-_WHITESPACE = re.compile(r"[ \t\n\r\f\v\x85\u2028\u2029]+")
+_LINE_SPACE = re.compile(r"[\t\n\r\f\v\x85\u2028\u2029]")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
 _ARXIV_PREFIX = re.compile(r"^\s*arXiv:(\S+)\s+Announce Type:\s*\S+\s*Abstract:\s*", re.I)
 _BARE_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]{1,30})(?![;A-Za-z0-9])")
@@ -389,8 +394,20 @@ def clean_text(value: str, *, is_html: bool = True) -> str:
         value = html.unescape(nh3.clean(value, tags=set()))
         # feedparser drops the ";" of HTML5 entities it does not know ("&percnt;" -> "&percnt").
         value = _BARE_ENTITY.sub(_bare_entity, value)
+    return _collapsed(value)
+
+
+def _collapsed(value: str) -> str:
+    """``value`` without control characters, each run of whitespace and line breaks one space, stripped.
+
+    Most fields need none of it, and str.isprintable() (False for every control character
+    and every space but " ") says so far faster than a regex scan of a whole abstract.
+    """
+    if value.isprintable():
+        return value.strip() if "  " not in value else " ".join(value.split())  # only " " can be there to collapse
     value = _CONTROL.sub("", value)  # NUL, ESC sequences' lead, DEL, C1: never text (tabs, newlines and NEL collapse below)
-    return _WHITESPACE.sub(" ", value).strip()
+    value = _LINE_SPACE.sub(" ", value)
+    return " ".join(filter(None, value.split(" "))).strip()
 
 
 def readable_text(value: str, *, is_html: bool = True) -> str:
@@ -401,7 +418,7 @@ def readable_text(value: str, *, is_html: bool = True) -> str:
 def _unlatex(text: str) -> str:
     converted = latex_to_unicode(text)
     # Dropped commands ("\\noindent ", "\\begin{itemize}") can leave doubled or edge spaces.
-    return text if converted == text else _WHITESPACE.sub(" ", converted).strip()
+    return text if converted == text else _collapsed(converted)
 
 
 def _bare_entity(match: re.Match[str]) -> str:
@@ -443,7 +460,7 @@ def _closed_entries(content: bytes) -> int:
 
 
 def _authors(raw: Any) -> tuple[str, ...]:
-    names = [clean_text(author.get("name", ""), is_html=False) for author in raw.get("authors", []) if isinstance(author, dict)]
+    names = [clean_text(_field(author, "name", ""), is_html=False) for author in _field(raw, "authors", []) if isinstance(author, dict)]
     names = [name for name in names if name]
     if len(names) == 1 and "," in names[0]:  # dc:creator "A, B, C" as one string (arXiv RSS)
         names = [part.strip() for part in names[0].split(",") if part.strip()]
@@ -453,17 +470,17 @@ def _authors(raw: Any) -> tuple[str, ...]:
 
 def _is_html(raw: Any, key: str) -> bool:
     """feedparser's verdict on a field's type; RSS descriptions and Atom type="html" are HTML."""
-    detail = raw.get(f"{key}_detail") or {}
-    return "html" in str(detail.get("type", "text/html"))
+    detail = _field(raw, f"{key}_detail") or {}
+    return "html" in str(_field(detail, "type", "text/html"))
 
 
 def _content_value(raw: Any) -> str:
-    content = raw.get("content") or []
-    return content[0].get("value", "") if content else ""
+    content = _field(raw, "content") or []
+    return _field(content[0], "value", "") if content else ""
 
 
 def _first_http_link(raw: Any) -> str | None:
-    candidates = [raw.get("link")] + [item.get("href") for item in raw.get("links", []) if item.get("rel", "alternate") == "alternate"]
+    candidates = [_field(raw, "link")] + [_field(item, "href") for item in _field(raw, "links", []) if _field(item, "rel", "alternate") == "alternate"]
     for candidate in candidates:
         if isinstance(candidate, str) and candidate.strip().lower().startswith(("http://", "https://")):
             return candidate.strip()

@@ -1,0 +1,88 @@
+"""Store.save_entries on batches: the dedupe rules entry by entry, the FTS index in step with the rows, v3 -> v4."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+from conftest import NOON, fixed_clock
+
+from newsletter.models import Entry
+from newsletter.store import SCHEMA_VERSION, SaveCounts, Store
+from newsletter.store.schema import UPGRADES
+
+
+def paper(version: int | None = 1, *, summary: str = "A quokka learns to tally.", source: str = "arxiv", **fields: object) -> Entry:
+    values: dict[str, object] = {
+        "id": "arxiv:2407.12345", "title": "Counting quokkas", "link": "https://arxiv.org/abs/2407.12345",
+        "summary": summary, "version": version, "source": source, "categories": ("cs.LG",),
+    }
+    values.update(fields)
+    return Entry(**values)  # type: ignore[arg-type]
+
+
+def open_store(path: Path) -> Store:
+    return Store(path, clock=fixed_clock(NOON))
+
+
+def assert_index_matches_rows(store: Store) -> None:
+    """FTS5's integrity check against the content table: raises if an entry is missing, stale or extra in the index."""
+    store.db.execute("INSERT INTO entries_fts (entries_fts, rank) VALUES ('integrity-check', 1)")
+
+
+def test_a_batch_counts_as_if_each_entry_were_saved_in_turn(tmp_path: Path) -> None:
+    with open_store(tmp_path / "db.sqlite") as store:
+        counts = store.save_entries([paper(1), paper(1), paper(2, summary="A quokka learns to add."), paper(1, source="hf")])
+        assert counts == SaveCounts(new=1, duplicate=2, updated=1)
+        [entry] = store.entries_by_id(["arxiv:2407.12345"])
+        assert (entry.version, entry.summary, entry.sources) == (2, "A quokka learns to add.", ("arxiv", "hf"))
+        assert_index_matches_rows(store)
+        assert store.document_frequencies(["add", "tally"]) == {"add": 1, "tally": 0}
+
+
+def test_the_index_follows_new_revised_and_merged_entries_across_batches(tmp_path: Path) -> None:
+    other = paper(None, id="doi:10.1234/wombat", title="Wombats", link="https://example.org/wombat", summary="Cubic droppings.")
+    with open_store(tmp_path / "db.sqlite") as store:
+        assert store.save_entries([paper(1), other]) == SaveCounts(new=2)
+        assert store.save_entries([paper(2, summary="A quokka learns to add."), other]) == SaveCounts(duplicate=1, updated=1)
+        # a merge that leaves the text alone (a new category, an upvote count) keeps the index as it is
+        assert store.save_entries([paper(1, categories=("cs.AI",), upvotes=7)]) == SaveCounts(updated=1)
+        assert_index_matches_rows(store)
+        assert store.document_frequencies(["quokka", "add", "droppings", "tally"]) == {"quokka": 1, "add": 1, "droppings": 1, "tally": 0}
+
+
+def test_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
+    with open_store(tmp_path / "db.sqlite") as store:
+        assert store.save_entries([]) == SaveCounts()
+        assert store.count_entries() == 0
+
+
+def _v3_database(path: Path) -> None:
+    """A database as the previous release left it: schema 3, entries indexed by sqlite-utils' triggers."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    db = sqlite_utils.Database(conn)
+    for upgrade in UPGRADES[:3]:
+        upgrade(db)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute(
+        "INSERT INTO entries (id, title, link, summary, authors, categories, version, first_seen, updated_at)"
+        " VALUES ('arxiv:2401.00001', 'Old wombats', 'https://arxiv.org/abs/2401.00001', 'Stored before v4.', '[]', '[]', 1, ?, ?)",
+        [NOON.isoformat(), NOON.isoformat()],
+    )
+    conn.close()
+
+
+def test_a_v3_database_is_upgraded_and_keeps_its_index(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    _v3_database(path)
+    with open_store(path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert store.db.execute("SELECT count(*) FROM subscriber_cache").fetchone()[0] == 0  # v5 too
+        assert store.save_entries([paper(1), paper(2, id="arxiv:2401.00001", title="Old wombats", summary="Revised in v4.")]) == SaveCounts(
+            new=1, updated=1
+        )
+        assert_index_matches_rows(store)
+        assert store.document_frequencies(["wombats", "quokka", "revised", "stored"]) == {"wombats": 1, "quokka": 1, "revised": 1, "stored": 0}
+        assert [entry.first_seen for entry in store.entries_by_id(["arxiv:2401.00001"])] == [dt.datetime.fromisoformat(NOON.isoformat())]
