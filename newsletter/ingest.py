@@ -16,7 +16,7 @@ import json
 import re
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,12 +72,12 @@ def fetch(
     url: str,
     *,
     feed_name: str,
-    client: httpx.Client,
+    client: Callable[[], httpx.Client],
     state: FeedState = FeedState(),
     max_bytes: int = 20_000_000,
     timeout: float = 20.0,
 ) -> FetchResult:
-    """Read a file path or GET an http(s) URL; raise FeedError naming the feed on any failure."""
+    """Read a file path or GET an http(s) URL with ``client()``; raise FeedError naming the feed on any failure."""
     if not url.startswith(("http://", "https://")):
         return _read_file(Path(url), feed_name=feed_name, max_bytes=max_bytes)
     headers = {"User-Agent": USER_AGENT, "Accept": "application/atom+xml, application/rss+xml, application/json;q=0.9, */*;q=0.8"}
@@ -86,7 +86,7 @@ def fetch(
     if state.last_modified:
         headers["If-Modified-Since"] = state.last_modified
     try:
-        with client.stream("GET", url, headers=headers) as response:
+        with client().stream("GET", url, headers=headers) as response:
             if response.status_code == 304:
                 return FetchResult(None, etag=state.etag, last_modified=state.last_modified, url=str(response.url))
             if response.status_code >= 400:

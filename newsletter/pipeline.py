@@ -119,27 +119,34 @@ def ingest_feeds(
     if only is not None and not feeds:
         known = ", ".join(feed.name for feed in config.feeds)
         raise FeedError(f'{config.path}: no feed named "{only}" (known: {known})')
-    own_client = client is None
-    client = client or http_client(config)
+    made: list[httpx.Client] = []
+
+    def client_now() -> httpx.Client:  # made on first need: a run over local files never builds one
+        if client is not None:
+            return client
+        if not made:
+            made.append(http_client(config))
+        return made[0]
+
     reports = []
     try:
         with open_store(config, clock=clock) as store:
             for done, feed in enumerate(feeds):
                 if progress:
                     progress(f"ingesting {feed.name}", done, len(feeds))
-                report = _ingest_one(feed, store=store, client=client, config=config)
+                report = _ingest_one(feed, store=store, client=client_now, config=config)
                 reports.append(report)
                 if on_feed:
                     on_feed(report)
             if progress:
                 progress("ingesting", len(feeds), len(feeds))
     finally:
-        if own_client:
-            client.close()
+        for own in made:
+            own.close()
     return RunReport(feeds=tuple(reports))
 
 
-def _ingest_one(feed: FeedConfig, *, store: Store, client: httpx.Client, config: Config) -> FeedReport:
+def _ingest_one(feed: FeedConfig, *, store: Store, client: Callable[[], httpx.Client], config: Config) -> FeedReport:
     etag, last_modified = store.feed_state(feed.name, url=feed.url)
     try:
         fetched = ingest.fetch(
