@@ -3,21 +3,28 @@
 Words are snowball-stemmed and accent-folded; a keyword matches the text words
 with its stem that *extend* it ("distill" -> "distillation", not "networking" ->
 "network"). The pool keeps postings, lengths, an author index and caches that
-subscribers share: per-phrase counts, per-keyword scores, priors, highlights.
+subscribers share: per-phrase counts, per-keyword scores (also as arrays, so a
+subscriber's keywords add up without a Python loop over papers), per-category
+and per-exclusion doc lists, priors, liked-paper similarities, highlights.
 Pure computation, no I/O.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import heapq
 import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+import numpy.typing as npt
 import snowballstemmer
 
 from .models import CorpusStats, Entry
@@ -48,6 +55,8 @@ _WORD = re.compile(r"[^\W_]+")
 _ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
 
 Phrase = tuple[tuple[str, str], ...]  # per word: (stem, the singular form a text word must start with)
+Docs = npt.NDArray[np.intp]
+Floats = npt.NDArray[np.float64]
 
 
 @lru_cache(maxsize=200_000)
@@ -57,7 +66,13 @@ def _word(word: str) -> tuple[str, str]:
         word = word[:-1]
     decomposed = unicodedata.normalize("NFKD", word.casefold())
     folded = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _STEMMER.stemWord(folded), _singular(folded)
+    return _stem(folded), _singular(folded)
+
+
+@lru_cache(maxsize=200_000)
+def _stem(folded: str) -> str:
+    """Snowball is pure Python (most of a pool's cost): "The", "THE" and "the" are stemmed once."""
+    return _STEMMER.stemWord(folded)
 
 
 def _singular(word: str) -> str:
@@ -73,6 +88,13 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(_word(word)[0] for word in _WORD.findall(text))
 
 
+def _analysed(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(tokens, singular forms) of a text, splitting it into words once."""
+    words = [_word(word) for word in _WORD.findall(text)]
+    return tuple(stem for stem, _ in words), tuple(form for _, form in words)
+
+
+@lru_cache(maxsize=65_536)
 def phrase(keyword: str) -> Phrase:
     """A keyword as the pool matches it: each word by stem, and only by text words that extend it.
 
@@ -82,57 +104,90 @@ def phrase(keyword: str) -> Phrase:
     return tuple(_word(word) for word in _WORD.findall(keyword))
 
 
-def _forms(text: str) -> tuple[str, ...]:
-    return tuple(_word(word)[1] for word in _WORD.findall(text))
-
-
 def _spans(text: str) -> list[tuple[int, int]]:
     return [match.span() for match in _WORD.finditer(text)]
 
 
 # --- the pool: per-entry work, once per run -----------------------------------------
 
+_NO_DOCS: Docs = np.zeros(0, np.intp)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One keyword's scores: doc -> score to explain a few papers, and the same as arrays to add up many."""
+
+    by_doc: dict[int, float]
+    docs: Docs
+    values: Floats
+
+    @classmethod
+    def of(cls, by_doc: dict[int, float]) -> Scores:
+        size = len(by_doc)
+        return cls(by_doc, np.fromiter(by_doc, np.intp, size), np.fromiter(by_doc.values(), np.float64, size))
+
 
 class Pool:
     """Candidates analysed once: stemmed title and abstract, postings, lengths, authors."""
 
     def __init__(self, entries: Sequence[Entry], *, corpus: CorpusStats | None = None) -> None:
-        self.entries = list(entries)
-        self.corpus = corpus
-        self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
-        self._titles = [tokens(entry.title) for entry in self.entries]
-        self._bodies = [tokens(entry.summary) for entry in self.entries]
-        self._title_forms = [_forms(entry.title) for entry in self.entries]
-        self._body_forms = [_forms(entry.summary) for entry in self.entries]
-        lengths = [len(body) for body in self._bodies]
-        average = (sum(lengths) / len(lengths)) if lengths else 1.0
-        self._norms = [K1 * (1 - B + B * length / (average or 1.0)) for length in lengths]
-        # stem -> doc -> (positions in the title, positions in the abstract): phrase counts visit only occurrences;
-        # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
-        self._where: dict[str, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
-        self._form_counts: dict[str, dict[str, dict[int, list[int]]]] = defaultdict(lambda: defaultdict(dict))
-        for doc, fields in enumerate(zip(zip(self._titles, self._title_forms), zip(self._bodies, self._body_forms))):
-            for field_index, (stems, forms) in enumerate(fields):
-                for position, (stem, form) in enumerate(zip(stems, forms)):
-                    self._where[stem].setdefault(doc, ([], []))[field_index].append(position)
-                    self._form_counts[stem][form].setdefault(doc, [0, 0])[field_index] += 1
-        self._authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)  # family -> (doc, given, name)
-        for doc, entry in enumerate(self.entries):
-            for name in entry.authors:
-                given, family = name_key(name)
-                self._authors[family].append((doc, given, name))
+        with _collector_paused():  # the per-entry work; the caches below fill later, a little at a time
+            self.entries = list(entries)
+            self.corpus = corpus
+            self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
+            titles = [_analysed(entry.title) for entry in self.entries]
+            bodies = [_analysed(entry.summary) for entry in self.entries]
+            self._titles = [stems for stems, _ in titles]
+            self._bodies = [stems for stems, _ in bodies]
+            self._title_forms = [forms for _, forms in titles]
+            self._body_forms = [forms for _, forms in bodies]
+            lengths = [len(body) for body in self._bodies]
+            average = (sum(lengths) / len(lengths)) if lengths else 1.0
+            self._norms = [K1 * (1 - B + B * length / (average or 1.0)) for length in lengths]
+            # stem -> doc -> (positions in the title, positions in the abstract): phrase counts visit only occurrences;
+            # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
+            self._where: dict[str, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
+            self._form_counts: dict[str, dict[str, dict[int, list[int]]]] = defaultdict(lambda: defaultdict(dict))
+            for doc, fields in enumerate(zip(titles, bodies)):
+                self._index(doc, fields)
+            self._authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)  # family -> (doc, given, name)
+            for doc, entry in enumerate(self.entries):
+                for name in entry.authors:
+                    given, family = name_key(name)
+                    self._authors[family].append((doc, given, name))
         self._phrase_cache: dict[tuple[Phrase, bool], dict[int, tuple[int, int]]] = {}
-        self._similar_cache: dict[str, dict[int, float]] = {}
+        self._docs_cache: dict[tuple[Phrase, bool], Docs] = {}
         self._idf_cache: dict[str, float] = {}
-        self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], dict[int, float]] = {}
+        self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], Scores] = {}
         self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
-        self._prior_cache: dict[dt.datetime | None, list[float]] = {}
-        self._vectors: list[dict[str, float]] | None = None
-        self._vector_norms: list[float] = []
-        self._vector_idf: dict[str, float] = {}
+        self._span_cache: dict[int, tuple[list[tuple[int, int]], list[tuple[int, int]]]] = {}
+        self._prior_cache: dict[dt.datetime | None, Floats] = {}
+        self._categories: dict[str, Docs] | None = None
+        self._similar_cache: dict[str, tuple[Docs, Floats]] = {}
+        self._vector_idf: dict[str, float] | None = None
+        self._vector_norms: Floats = np.ones(len(self.entries))
+        self._vector_postings: dict[str, tuple[Docs, Floats]] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def _index(self, doc: int, fields: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> None:
+        """One paper's postings; Counter counts in C, so only positions cost a Python step per word."""
+        positions: dict[str, tuple[list[int], list[int]]] = {}
+        for field_index, (stems, forms) in enumerate(fields):
+            for position, stem in enumerate(stems):
+                slot = positions.get(stem)
+                if slot is None:
+                    slot = positions[stem] = ([], [])
+                slot[field_index].append(position)
+            for (stem, form), count in Counter(zip(stems, forms)).items():
+                per_doc = self._form_counts[stem][form]
+                if field_index == 0:
+                    per_doc[doc] = [count, 0]
+                else:
+                    per_doc.setdefault(doc, [0, 0])[1] = count
+        for stem, slot in positions.items():
+            self._where[stem][doc] = slot
 
     def counts(self, words: Phrase, *, exact: bool = False) -> dict[int, tuple[int, int]]:
         """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers.
@@ -167,8 +222,17 @@ class Pool:
         self._phrase_cache[key] = found
         return found
 
-    def keyword_scores(self, keyword: str, words: Phrase, longer: tuple[Phrase, ...] = ()) -> dict[int, float]:
-        """doc -> idf x BM25 tf part for one keyword, minus mentions inside the ``longer`` keywords; cached."""
+    def docs_with(self, words: Phrase, *, exact: bool = False) -> Docs:
+        """The papers containing the phrase, as an array (a reader's exclusions ban them at once); cached."""
+        key = (words, exact)
+        cached = self._docs_cache.get(key)
+        if cached is None:
+            found = self.counts(words, exact=exact)
+            cached = self._docs_cache[key] = np.fromiter(found, np.intp, len(found))
+        return cached
+
+    def keyword_scores(self, keyword: str, words: Phrase, longer: tuple[Phrase, ...] = ()) -> Scores:
+        """Per doc, idf x BM25 tf part for one keyword, minus mentions inside the ``longer`` keywords; cached."""
         key = (keyword, words, longer)
         cached = self._score_cache.get(key)
         if cached is not None:
@@ -182,16 +246,26 @@ class Pool:
                 in_title, in_body = max(in_title - covered[0], 0), max(in_body - covered[1], 0)
             if in_title or in_body:
                 scores[doc] = idf * self.saturated(doc, in_title, in_body)
-        self._score_cache[key] = scores
-        return scores
+        cached = self._score_cache[key] = Scores.of(scores)
+        return cached
 
-    def priors(self, now: dt.datetime | None) -> list[float]:
+    def priors(self, now: dt.datetime | None) -> Floats:
         """Per paper, upvotes and freshness: the same for every subscriber, so computed once per run."""
         minute = now.replace(second=0, microsecond=0) if now is not None else None
         priors = self._prior_cache.get(minute)
         if priors is None:
-            priors = self._prior_cache[minute] = [_prior(entry, minute) for entry in self.entries]
+            priors = self._prior_cache[minute] = np.array([_prior(entry, minute) for entry in self.entries], np.float64)
         return priors
+
+    def category_docs(self, category: str) -> Docs:
+        """The papers in an arXiv category; the index is built on the first reader with categories."""
+        if self._categories is None:
+            members: dict[str, list[int]] = defaultdict(list)
+            for doc, entry in enumerate(self.entries):
+                for name in entry.categories:
+                    members[name].append(doc)
+            self._categories = {name: np.array(docs, np.intp) for name, docs in members.items()}
+        return self._categories.get(category, _NO_DOCS)
 
     def saturated(self, doc: int, in_title: int, in_body: int) -> float:
         """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones."""
@@ -212,46 +286,62 @@ class Pool:
     def by_author(self, wanted: tuple[tuple[str, ...], str]) -> list[tuple[int, str]]:
         return [(doc, name) for doc, given, name in self._authors.get(wanted[1], []) if _given_names_agree(given, wanted[0])]
 
-    def similar(self, liked: Sequence[Entry]) -> dict[int, tuple[Entry, float]]:
-        """doc -> (closest liked paper, tf-idf cosine) for docs at least LIKED_MIN_SIMILARITY alike."""
-        found: dict[int, tuple[Entry, float]] = {}
-        for entry in liked:
-            for doc, similarity in self._similar_to(entry).items():
-                if similarity >= LIKED_MIN_SIMILARITY and similarity > found.get(doc, (entry, 0.0))[1]:
-                    found[doc] = (entry, similarity)
-        return found
+    def similar(self, liked: Sequence[Entry]) -> tuple[Floats, Docs]:
+        """Per doc, the tf-idf cosine to the closest liked paper when at least LIKED_MIN_SIMILARITY (else 0),
+        and that paper's index in ``liked`` (-1: none; on a tie the earlier liked paper)."""
+        similarity = np.zeros(len(self.entries))
+        closest = np.full(len(self.entries), -1, np.intp)
+        for index, entry in enumerate(liked):
+            docs, values = self._similar_to(entry)
+            closer = values > similarity[docs]
+            similarity[docs[closer]] = values[closer]
+            closest[docs[closer]] = index
+        return similarity, closest
 
-    def _similar_to(self, liked: Entry) -> dict[int, float]:
-        """Cosine of every paper sharing a telling word with ``liked``, through the postings; cached per liked paper."""
+    def _similar_to(self, liked: Entry) -> tuple[Docs, Floats]:
+        """The papers at least LIKED_MIN_SIMILARITY alike to ``liked`` and their cosines, through the postings; cached per liked paper."""
         cached = self._similar_cache.get(liked.id)
         if cached is not None:
             return cached
-        vectors = self._doc_vectors()
-        query = _tfidf(tuple(w for w in tokens(f"{liked.title} {liked.summary}") if w in self._vector_idf), self._vector_idf)
+        idf = self._telling_words()
+        query = _tfidf(tuple(w for w in tokens(f"{liked.title} {liked.summary}") if w in idf), idf)
         query_norm = math.sqrt(sum(v * v for v in query.values())) or 1.0
-        dots: dict[int, float] = defaultdict(float)
+        dots = np.zeros(len(self.entries))
         # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up.
         for word, weight in heapq.nlargest(LIKED_QUERY_WORDS, query.items(), key=lambda item: item[1]):
-            for doc in self._where.get(word, {}):
-                dots[doc] += weight * vectors[doc][word]
-        cached = self._similar_cache[liked.id] = {
-            doc: dot / (query_norm * (self._vector_norms[doc] or 1.0)) for doc, dot in dots.items()
-        }
+            docs, weights = self._word_vector(word)
+            dots[docs] += weight * weights
+        similarity = dots / (query_norm * self._vector_norms)
+        close = np.flatnonzero(similarity >= LIKED_MIN_SIMILARITY)
+        cached = self._similar_cache[liked.id] = (close, similarity[close])
         return cached
 
-    def _doc_vectors(self) -> list[dict[str, float]]:
-        """tf-idf vectors over the telling words: those in at most a quarter of the papers (not "the", "model")."""
-        if self._vectors is None:
+    def _telling_words(self) -> dict[str, float]:
+        """IDF of the telling words: those in at most a quarter of the papers (not "the", "model").
+
+        Also each paper's tf-idf norm over them, summed in the order the words first occur so
+        every cosine is the same to the last bit whichever way the vectors are stored.
+        """
+        if self._vector_idf is None:
             n = len(self.entries)
             common = max(10, n // 4)
-            self._vector_idf = {
-                word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items() if len(docs) <= common
-            }
-            self._vectors = [
-                _tfidf(tuple(w for w in t + b if w in self._vector_idf), self._vector_idf) for t, b in zip(self._titles, self._bodies)
+            idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items() if len(docs) <= common}
+            norms = [
+                math.sqrt(sum(v * v for v in (count * idf[w] for w, count in Counter(t + b).items() if w in idf)))
+                for t, b in zip(self._titles, self._bodies)
             ]
-            self._vector_norms = [math.sqrt(sum(v * v for v in vector.values())) for vector in self._vectors]
-        return self._vectors
+            self._vector_norms = np.array([norm or 1.0 for norm in norms], np.float64)
+            self._vector_idf = idf
+        return self._vector_idf
+
+    def _word_vector(self, word: str) -> tuple[Docs, Floats]:
+        """The papers with a telling word and its tf-idf weight in each; cached (liked papers share words)."""
+        cached = self._vector_postings.get(word)
+        if cached is None:
+            where = self._where[word]
+            counts = np.fromiter((len(title) + len(body) for title, body in where.values()), np.float64, len(where))
+            cached = self._vector_postings[word] = (np.fromiter(where, np.intp, len(where)), counts * self._telling_words()[word])
+        return cached
 
     def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:
         """The exact words of title and abstract that matched, as the reader will see them."""
@@ -268,14 +358,38 @@ class Pool:
         if cached is None:
             entry, words = self.entries[doc], phrase(keyword)
             surfaces = []
+            # The postings say where the first word's stem is: only those positions can start the phrase.
+            starts_at = self._where.get(words[0][0], {}).get(doc, ([], [])) if words else ([], [])
             fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
-            for text, stems, forms in fields:
-                starts = _positions(stems, forms, words)
+            for field, ((text, stems, forms), candidates) in enumerate(zip(fields, starts_at)):
+                starts = [at for at in candidates if _matches_at(stems, forms, at, words, False)]
                 if starts:
-                    spans = _spans(text)
+                    spans = self._spans(doc)[field]
                     surfaces += [text[spans[start][0] : spans[start + len(words) - 1][1]] for start in starts]
             cached = self._surface_cache[key] = tuple(surfaces)
         return cached
+
+    def _spans(self, doc: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Where each word of the title and of the abstract is; cached (a picked paper is picked for many readers)."""
+        cached = self._span_cache.get(doc)
+        if cached is None:
+            entry = self.entries[doc]
+            cached = self._span_cache[doc] = (_spans(entry.title), _spans(entry.summary))
+        return cached
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A pool keeps ~10^6 small lists, tuples and dicts, none in a reference cycle; while they pile
+    up, the cyclic garbage collector would walk the growing pool again and again (half the build
+    time). Reference counting still frees everything temporary."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _prior(entry: Entry, now: dt.datetime | None) -> float:
@@ -307,6 +421,7 @@ def _positions(stems: tuple[str, ...], forms: tuple[str, ...], words: Phrase) ->
     return [i for i in range(len(stems)) if stems[i] == words[0][0] and _matches_at(stems, forms, i, words, False)]
 
 
+@lru_cache(maxsize=65_536)
 def contains(longer: Phrase, shorter: Phrase) -> bool:
     return bool(_positions(tuple(stem for stem, _ in longer), tuple(form for _, form in longer), shorter))
 
