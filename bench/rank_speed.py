@@ -8,6 +8,9 @@ words) taken from random papers' titles, so most keywords are not shared and cac
 profiles; random weights, some with excluded words, followed authors (from the papers),
 categories, and 10% with three liked papers.
 
+Times are CPU seconds of this process (time.process_time), so other jobs on a shared machine
+inflate them less than wall-clock time would.
+
 Printed (medians of --repeats runs, all in this one process), for ours and for the reference
 (the ranking before the fast path, frozen in tests/rank_reference.py), interleaved so both see
 the same noise:
@@ -98,9 +101,9 @@ def _title_pair(rng: random.Random, entries: list[Entry]) -> str:
 
 
 def timed(work: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     work()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def fts5_rank(db: sqlite3.Connection, subscriber: Subscriber) -> list[str]:
@@ -118,9 +121,9 @@ def rank_each(
     """Seconds per subscriber, and their digests."""
     seconds, digests = [], []
     for subscriber in subscribers:
-        start = time.perf_counter()
+        start = time.process_time()
         digests.append(rank_one(subscriber, pool, settings=RankSettings(now=NOW), liked=liked[subscriber.id]))
-        seconds.append(time.perf_counter() - start)
+        seconds.append(time.process_time() - start)
     return seconds, digests
 
 
@@ -152,9 +155,9 @@ def main() -> None:
     digests: dict[str, list[list[object]]] = {}
     for _ in range(args.repeats):
         for name, (make_pool, rank_one) in implementations.items():
-            start = time.perf_counter()
+            start = time.process_time()
             pool = make_pool(entries)
-            pool_times[name].append(time.perf_counter() - start)
+            pool_times[name].append(time.process_time() - start)
             seconds, digests[name] = rank_each(rank_one, pool, subscribers, liked)
             per_subscriber[name].append(seconds)
 

@@ -121,11 +121,6 @@ class Scores:
     docs: Docs
     values: Floats
 
-    @classmethod
-    def of(cls, by_doc: dict[int, float]) -> Scores:
-        size = len(by_doc)
-        return cls(by_doc, np.fromiter(by_doc, np.intp, size), np.fromiter(by_doc.values(), np.float64, size))
-
 
 class Pool:
     """Candidates analysed once: stemmed title and abstract, postings, lengths, authors."""
@@ -143,11 +138,11 @@ class Pool:
             self._body_forms = [forms for _, forms in bodies]
             lengths = [len(body) for body in self._bodies]
             average = (sum(lengths) / len(lengths)) if lengths else 1.0
-            self._norms = [K1 * (1 - B + B * length / (average or 1.0)) for length in lengths]
+            self._norms = np.array([K1 * (1 - B + B * length / (average or 1.0)) for length in lengths], np.float64)
             # stem -> doc -> (positions in the title, positions in the abstract): phrase counts visit only occurrences;
             # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
             self._where: dict[str, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
-            self._form_counts: dict[str, dict[str, dict[int, list[int]]]] = defaultdict(lambda: defaultdict(dict))
+            self._form_counts: dict[str, dict[str, dict[int, tuple[int, int]]]] = defaultdict(lambda: defaultdict(dict))
             for doc, fields in enumerate(zip(titles, bodies)):
                 self._index(doc, fields)
             self._authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)  # family -> (doc, given, name)
@@ -182,10 +177,7 @@ class Pool:
                 slot[field_index].append(position)
             for (stem, form), count in Counter(zip(stems, forms)).items():
                 per_doc = self._form_counts[stem][form]
-                if field_index == 0:
-                    per_doc[doc] = [count, 0]
-                else:
-                    per_doc.setdefault(doc, [0, 0])[1] = count
+                per_doc[doc] = (count, 0) if field_index == 0 else (per_doc.get(doc, (0, 0))[0], count)
         for stem, slot in positions.items():
             self._where[stem][doc] = slot
 
@@ -203,6 +195,9 @@ class Pool:
             stem, form = words[0]
             for text_form, per_doc in self._form_counts.get(stem, {}).items():
                 if text_form == form or (not exact and text_form.startswith(form)):
+                    if not found:  # usually the only form: copied in C
+                        found.update(per_doc)
+                        continue
                     for doc, (in_title, in_body) in per_doc.items():
                         before = found.get(doc, (0, 0))
                         found[doc] = (before[0] + in_title, before[1] + in_body)
@@ -210,7 +205,9 @@ class Pool:
             # Anchor on the rarest word of the phrase, and only in papers that have every word.
             postings = [self._where.get(stem, {}) for stem, _ in words]
             anchor = min(range(len(words)), key=lambda index: len(postings[index]))
-            docs = set(postings[anchor]).intersection(*postings) if all(postings) else set()
+            # Built like set(anchor).intersection(*postings) (ascending, one by one, so iterated in the same order), but
+            # visiting only the rarest word's papers.
+            docs = {doc for doc in postings[anchor] if all(doc in posting for posting in postings)}
             fields = ((self._titles, self._title_forms), (self._bodies, self._body_forms))
             for doc in docs:
                 hits = [
@@ -237,16 +234,15 @@ class Pool:
         cached = self._score_cache.get(key)
         if cached is not None:
             return cached
-        idf = self.idf(keyword, words)
-        covering = [self.counts(other) for other in longer]
-        scores = {}
-        for doc, (in_title, in_body) in self.counts(words).items():
-            for counts in covering:
-                covered = counts.get(doc, (0, 0))
-                in_title, in_body = max(in_title - covered[0], 0), max(in_body - covered[1], 0)
-            if in_title or in_body:
-                scores[doc] = idf * self.saturated(doc, in_title, in_body)
-        cached = self._score_cache[key] = Scores.of(scores)
+        docs, (in_title, in_body) = _arrays(self.counts(words))
+        for other in longer:
+            covered = np.zeros((2, len(self.entries)), np.int64)
+            other_docs, other_counts = _arrays(self.counts(other))
+            covered[:, other_docs] = other_counts
+            in_title, in_body = np.maximum(in_title - covered[0, docs], 0), np.maximum(in_body - covered[1, docs], 0)
+        left = (in_title > 0) | (in_body > 0)
+        docs, values = docs[left], self.idf(keyword, words) * self._saturated(docs[left], in_title[left], in_body[left])
+        cached = self._score_cache[key] = Scores(dict(zip(docs.tolist(), values.tolist())), docs, values)
         return cached
 
     def priors(self, now: dt.datetime | None) -> Floats:
@@ -267,10 +263,10 @@ class Pool:
             self._categories = {name: np.array(docs, np.intp) for name, docs in members.items()}
         return self._categories.get(category, _NO_DOCS)
 
-    def saturated(self, doc: int, in_title: int, in_body: int) -> float:
-        """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones."""
+    def _saturated(self, docs: Docs, in_title: npt.NDArray[np.int64], in_body: npt.NDArray[np.int64]) -> Floats:
+        """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones (each count above 0)."""
         tf = TITLE_WEIGHT * in_title + in_body
-        return tf * (K1 + 1) / (tf + self._norms[doc]) if tf > 0 else 0.0
+        return tf * (K1 + 1) / (tf + self._norms[docs])
 
     def idf(self, keyword: str, words: Phrase) -> float:
         cached = self._idf_cache.get(keyword)
@@ -376,6 +372,11 @@ class Pool:
             entry = self.entries[doc]
             cached = self._span_cache[doc] = (_spans(entry.title), _spans(entry.summary))
         return cached
+
+
+def _arrays(counts: dict[int, tuple[int, int]]) -> tuple[Docs, npt.NDArray[np.int64]]:
+    """Phrase counts as (docs, [counts in titles, counts in abstracts]), in the dict's order."""
+    return np.fromiter(counts, np.intp, len(counts)), np.array(list(counts.values()), np.int64).reshape(-1, 2).T
 
 
 @contextmanager

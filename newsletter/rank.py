@@ -27,13 +27,13 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import numpy.typing as npt
 
 from .models import Entry, Reason, ScoredEntry, Subscriber, Topic
-from .pool import Docs, Floats, Pool, Scores, contains, name_key, phrase
+from .pool import Docs, Floats, Phrase, Pool, Scores, contains, name_key, phrase
 
 MULTI_TOPIC_BONUS = 0.15  # per extra topic matched: several of the reader's topics beat one
 AUTHOR_BOOST = 3.0
@@ -118,14 +118,21 @@ def rank(
 
 
 def _topic_matches(topic: Topic, pool: Pool) -> _TopicMatches:
-    phrases = {keyword: phrase(keyword) for keyword in topic.keywords}
-    matches = []
+    keywords = _keyword_phrases(topic.keywords)
+    return _TopicMatches(topic.name, tuple((keyword, pool.keyword_scores(keyword, words, longer)) for keyword, words, longer in keywords))
+
+
+@lru_cache(maxsize=65_536)
+def _keyword_phrases(keywords: tuple[str, ...]) -> tuple[tuple[str, Phrase, tuple[Phrase, ...]], ...]:
+    """Each keyword, its phrase and the topic's longer keywords that contain it: pure, so shared by every reader and pool."""
+    phrases = {keyword: phrase(keyword) for keyword in keywords}
+    found = []
     for keyword, words in phrases.items():
         if words:
             # "language model" inside "large language model" is one mention, not two.
             longer = tuple(other for other in phrases.values() if len(other) > len(words) and contains(other, words))
-            matches.append((keyword, pool.keyword_scores(keyword, words, longer)))
-    return _TopicMatches(topic.name, tuple(matches))
+            found.append((keyword, words, longer))
+    return tuple(found)
 
 
 def _relevance(
@@ -206,8 +213,8 @@ def _scored(
     """The full explanation, built only for what the reader will see: the strongest topic first."""
     entry = pool.entries[doc]
     doc_hits = [(float(relevance.weighted[index, doc]), index) for index in np.flatnonzero(relevance.matched[:, doc]).tolist()]
-    matched = [topics[index] for _, index in sorted(doc_hits, reverse=True)]
-    reasons = [Reason("topic", matches.name, matches.terms(doc)) for matches in matched]
+    terms = [(topics[index].name, topics[index].terms(doc)) for _, index in sorted(doc_hits, reverse=True)]
+    reasons = [Reason("topic", name, topic_terms) for name, topic_terms in terms]
     if doc in relevance.authors:
         reasons.append(Reason("author", relevance.authors[doc]))
     if relevance.closest[doc] >= 0:
@@ -215,7 +222,7 @@ def _scored(
     category = _category(subscriber, entry) if relevance.value[doc] > 0 else None
     if category:
         reasons.append(Reason("category", category))
-    keywords = [keyword for matches in matched for keyword in matches.terms(doc)]
+    keywords = [keyword for _, topic_terms in terms for keyword in topic_terms]
     return ScoredEntry(entry, round(score, 4), tuple(reasons), pool.highlights(doc, keywords))
 
 
