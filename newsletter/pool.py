@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate, chain
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +51,7 @@ RECENCY_DAYS = 7.0
 
 _STEMMER = snowballstemmer.stemmer("english")
 _WORD = re.compile(r"[^\W_]+")
+_WORDS_AND_GAPS = re.compile(r"([^\W_]+)")  # split() keeps the words: gap, word, gap, ..., word, gap
 
 
 _ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
@@ -104,8 +106,9 @@ def phrase(keyword: str) -> Phrase:
     return tuple(_word(word) for word in _WORD.findall(keyword))
 
 
-def _spans(text: str) -> list[tuple[int, int]]:
-    return [match.span() for match in _WORD.finditer(text)]
+def _bounds(text: str) -> list[int]:
+    """Word i of the text is text[bounds[2 i + 1] : bounds[2 i + 2]]; split and sums run in C, not a match object per word."""
+    return [0, *accumulate(map(len, _WORDS_AND_GAPS.split(text)))]
 
 
 # --- the pool: per-entry work, once per run -----------------------------------------
@@ -120,6 +123,43 @@ class Scores:
     by_doc: dict[int, float]
     docs: Docs
     values: Floats
+
+
+@dataclass(frozen=True)
+class _Text:
+    """Every word of every title and abstract as ids in one array, each field ended by -1 so no phrase
+    runs across two, with its paper and field, and each stem's positions (``order`` cut at ``starts``)."""
+
+    stem_ids: dict[str, int]
+    form_ids: dict[str, int]
+    stems: npt.NDArray[np.int32]
+    forms: npt.NDArray[np.int32]
+    docs: npt.NDArray[np.int32]
+    fields: npt.NDArray[np.int8]
+    order: Docs
+    starts: Docs
+
+    @classmethod
+    def of(cls, pool: Pool) -> _Text:
+        stem_ids = {stem: number for number, stem in enumerate(pool._where)}
+        form_ids = {form: number for number, form in enumerate(dict.fromkeys(f for forms in pool._form_counts.values() for f in forms))}
+        stem_fields = [field for doc in zip(pool._titles, pool._bodies) for field in doc]  # title 0, abstract 0, title 1, ...
+        form_fields = [field for doc in zip(pool._title_forms, pool._body_forms) for field in doc]
+        lengths = np.fromiter(map(len, stem_fields), np.intp, len(stem_fields)) + 1
+        stems = np.fromiter(chain.from_iterable(chain(map(stem_ids.__getitem__, field), (-1,)) for field in stem_fields), np.int32)
+        forms = np.fromiter(chain.from_iterable(chain(map(form_ids.__getitem__, field), (-1,)) for field in form_fields), np.int32)
+        field_numbers = np.arange(len(stem_fields))
+        docs = np.repeat(field_numbers // 2, lengths).astype(np.int32)
+        fields = np.repeat(field_numbers % 2, lengths).astype(np.int8)
+        order = np.argsort(stems, kind="stable")  # each stem's positions, ascending
+        starts = np.searchsorted(stems[order], np.arange(len(stem_ids) + 1))
+        return cls(stem_ids, form_ids, stems, forms, docs, fields, order, starts)
+
+    def occurrences(self, stem_id: int) -> int:
+        return int(self.starts[stem_id + 1] - self.starts[stem_id])
+
+    def positions(self, stem_id: int) -> Docs:
+        return self.order[self.starts[stem_id] : self.starts[stem_id + 1]]
 
 
 class Pool:
@@ -155,7 +195,8 @@ class Pool:
         self._idf_cache: dict[str, float] = {}
         self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], Scores] = {}
         self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
-        self._span_cache: dict[int, tuple[list[tuple[int, int]], list[tuple[int, int]]]] = {}
+        self._bounds_cache: dict[int, tuple[list[int], list[int]]] = {}
+        self._text_arrays: _Text | None = None
         self._prior_cache: dict[dt.datetime | None, Floats] = {}
         self._categories: dict[str, Docs] | None = None
         self._similar_cache: dict[str, tuple[Docs, Floats]] = {}
@@ -202,22 +243,42 @@ class Pool:
                         before = found.get(doc, (0, 0))
                         found[doc] = (before[0] + in_title, before[1] + in_body)
         elif words:
-            # Anchor on the rarest word of the phrase, and only in papers that have every word.
             postings = [self._where.get(stem, {}) for stem, _ in words]
-            anchor = min(range(len(words)), key=lambda index: len(postings[index]))
-            # Built like set(anchor).intersection(*postings) (ascending, one by one, so iterated in the same order), but
-            # visiting only the rarest word's papers.
-            docs = {doc for doc in postings[anchor] if all(doc in posting for posting in postings)}
-            fields = ((self._titles, self._title_forms), (self._bodies, self._body_forms))
-            for doc in docs:
-                hits = [
-                    sum(1 for at in positions if at >= anchor and _matches_at(stems[doc], forms[doc], at - anchor, words, exact))
-                    for positions, (stems, forms) in zip(postings[anchor][doc], fields)
-                ]
-                if hits[0] or hits[1]:
-                    found[doc] = (hits[0], hits[1])
+            if all(postings):
+                # The papers that have every word, in the set order ties have always been broken in: like
+                # set(postings[0]).intersection(*postings), built by adding them in ascending order into an empty set,
+                # but walking only the smaller dict of the first two.
+                docs = postings[0].keys() & postings[1].keys()
+                if len(postings) > 2:
+                    docs = docs.intersection(*postings[2:])
+                hits = self._phrase_hits(words, exact)
+                found = {doc: hits[doc] for doc in docs if doc in hits}
         self._phrase_cache[key] = found
         return found
+
+    def _phrase_hits(self, words: Phrase, exact: bool) -> dict[int, tuple[int, int]]:
+        """doc -> (occurrences in the title, in the abstract) of a phrase of several words, for every paper at once:
+        from each occurrence of its rarest word, the neighbours must have the phrase's stems and forms."""
+        text = self._text()
+        ids = [text.stem_ids[stem] for stem, _ in words]
+        anchor = min(range(len(words)), key=lambda index: text.occurrences(ids[index]))
+        starts = text.positions(ids[anchor]) - anchor
+        starts = starts[(starts >= 0) & (starts + len(words) <= len(text.stems))]
+        for offset, ((stem, form), stem_id) in enumerate(zip(words, ids)):
+            allowed = np.zeros(len(text.form_ids) + 1, np.bool_)  # the last one stands for the -1 ending a field
+            allowed[[text.form_ids[f] for f in self._form_counts[stem] if (f == form if exact else f.startswith(form))]] = True
+            at = starts + offset
+            starts = starts[(text.stems[at] == stem_id) & allowed[text.forms[at]]]
+        docs, fields = text.docs[starts], text.fields[starts]
+        in_title = np.bincount(docs[fields == 0], minlength=len(self.entries))
+        in_body = np.bincount(docs[fields == 1], minlength=len(self.entries))
+        matched = np.flatnonzero(in_title + in_body)
+        return dict(zip(matched.tolist(), zip(in_title[matched].tolist(), in_body[matched].tolist())))
+
+    def _text(self) -> _Text:
+        if self._text_arrays is None:
+            self._text_arrays = _Text.of(self)
+        return self._text_arrays
 
     def docs_with(self, words: Phrase, *, exact: bool = False) -> Docs:
         """The papers containing the phrase, as an array (a reader's exclusions ban them at once); cached."""
@@ -360,17 +421,17 @@ class Pool:
             for field, ((text, stems, forms), candidates) in enumerate(zip(fields, starts_at)):
                 starts = [at for at in candidates if _matches_at(stems, forms, at, words, False)]
                 if starts:
-                    spans = self._spans(doc)[field]
-                    surfaces += [text[spans[start][0] : spans[start + len(words) - 1][1]] for start in starts]
+                    bounds = self._bounds(doc)[field]
+                    surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in starts]
             cached = self._surface_cache[key] = tuple(surfaces)
         return cached
 
-    def _spans(self, doc: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        """Where each word of the title and of the abstract is; cached (a picked paper is picked for many readers)."""
-        cached = self._span_cache.get(doc)
+    def _bounds(self, doc: int) -> tuple[list[int], list[int]]:
+        """Where the words of the title and of the abstract are; cached (a picked paper is picked for many readers)."""
+        cached = self._bounds_cache.get(doc)
         if cached is None:
             entry = self.entries[doc]
-            cached = self._span_cache[doc] = (_spans(entry.title), _spans(entry.summary))
+            cached = self._bounds_cache[doc] = (_bounds(entry.title), _bounds(entry.summary))
         return cached
 
 
