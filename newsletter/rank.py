@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -65,11 +65,12 @@ class _TopicMatches:
         return tuple(keyword for keyword, scores in self.keywords if doc in scores.by_doc)
 
     def total(self, size: int) -> Floats:
-        """Per paper, its keywords' scores added in keyword order; 0 where none matched (scores are positive)."""
-        total = np.zeros(size)
-        for _, scores in self.keywords:
-            total[scores.docs] += scores.values
-        return total
+        """Per paper, its keywords' scores added in keyword order (bincount adds in input order); 0 where none
+        matched, as scores are positive."""
+        if not self.keywords:
+            return np.zeros(size)
+        docs = np.concatenate([scores.docs for _, scores in self.keywords])
+        return np.bincount(docs, weights=np.concatenate([scores.values for _, scores in self.keywords]), minlength=size)
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def rank(
         chosen = order[:limit].tolist()
     else:
         chosen = _diversify(order, scores, _groups(subscriber, relevance, order), topics, limit=limit, diversity=settings.diversity)
-    return [_scored(subscriber, pool, doc, relevance, float(scores[doc]), topics, liked) for doc in chosen]
+    return _explained(subscriber, pool, chosen, relevance, scores, topics, liked)
 
 
 def _topic_matches(topic: Topic, pool: Pool) -> _TopicMatches:
@@ -207,23 +208,41 @@ def _named_groups(subscriber: Subscriber) -> list[str]:
     return [*dict.fromkeys(f"topic:{topic.name}" for topic in subscriber.topics), "author", "liked", ""]
 
 
+def _explained(
+    subscriber: Subscriber, pool: Pool, chosen: list[int], relevance: _Relevance, scores: Floats, topics: list[_TopicMatches],
+    liked: Sequence[Entry],
+) -> list[ScoredEntry]:
+    """The picks with their full explanations, built only for what the reader will see; their columns fetched at once."""
+    picks = np.array(chosen, np.intp)
+    columns = zip(
+        chosen, relevance.weighted[:, picks].T.tolist(), relevance.matched[:, picks].T.tolist(),
+        relevance.closest[picks].tolist(), relevance.value[picks].tolist(), scores[picks].tolist(),
+    )
+    return [
+        _scored(
+            subscriber, pool.entries[doc], [(value, index) for index, (value, hit) in enumerate(zip(weighted, matched)) if hit],
+            relevance.authors.get(doc), liked[closest] if closest >= 0 else None, total > 0, score, topics, pool.highlights, doc,
+        )
+        for doc, weighted, matched, closest, total, score in columns
+    ]
+
+
 def _scored(
-    subscriber: Subscriber, pool: Pool, doc: int, relevance: _Relevance, score: float, topics: list[_TopicMatches], liked: Sequence[Entry],
+    subscriber: Subscriber, entry: Entry, doc_hits: list[tuple[float, int]], author: str | None, closest: Entry | None,
+    relevant: bool, score: float, topics: list[_TopicMatches], highlights: Callable[[int, list[str]], tuple[str, ...]], doc: int,
 ) -> ScoredEntry:
-    """The full explanation, built only for what the reader will see: the strongest topic first."""
-    entry = pool.entries[doc]
-    doc_hits = [(float(relevance.weighted[index, doc]), index) for index in np.flatnonzero(relevance.matched[:, doc]).tolist()]
+    """One pick's explanation: the strongest topic first, then the followed author, the liked paper, the category."""
     terms = [(topics[index].name, topics[index].terms(doc)) for _, index in sorted(doc_hits, reverse=True)]
     reasons = [Reason("topic", name, topic_terms) for name, topic_terms in terms]
-    if doc in relevance.authors:
-        reasons.append(Reason("author", relevance.authors[doc]))
-    if relevance.closest[doc] >= 0:
-        reasons.append(Reason("liked", liked[int(relevance.closest[doc])].title))
-    category = _category(subscriber, entry) if relevance.value[doc] > 0 else None
+    if author is not None:
+        reasons.append(Reason("author", author))
+    if closest is not None:
+        reasons.append(Reason("liked", closest.title))
+    category = _category(subscriber, entry) if relevant else None
     if category:
         reasons.append(Reason("category", category))
     keywords = [keyword for _, topic_terms in terms for keyword in topic_terms]
-    return ScoredEntry(entry, round(score, 4), tuple(reasons), pool.highlights(doc, keywords))
+    return ScoredEntry(entry, round(score, 4), tuple(reasons), highlights(doc, keywords))
 
 
 def _diversify(order: Docs, scores: Floats, groups: Docs, topics: list[_TopicMatches], *, limit: int, diversity: float) -> list[int]:
