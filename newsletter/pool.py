@@ -383,21 +383,31 @@ class Pool:
             n = len(self.entries)
             common = max(10, n // 4)
             idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items() if len(docs) <= common}
-            norms = [
-                math.sqrt(sum(v * v for v in (count * idf[w] for w, count in Counter(t + b).items() if w in idf)))
-                for t, b in zip(self._titles, self._bodies)
-            ]
-            self._vector_norms = np.array([norm or 1.0 for norm in norms], np.float64)
+            self._vector_norms = self._norms_over(idf)
             self._vector_idf = idf
         return self._vector_idf
+
+    def _norms_over(self, idf: dict[str, float]) -> Floats:
+        """Each paper's tf-idf norm over the words in ``idf`` (1 for none): its distinct words in first-occurrence
+        order, the squares summed by bincount in that order."""
+        text = self._text()
+        by_stem = np.zeros(len(text.stem_ids))  # 0: not a telling word
+        by_stem[[text.stem_ids[word] for word in idf]] = list(idf.values())
+        words = np.flatnonzero(text.stems >= 0)
+        pairs, first, counts = np.unique(text.docs[words].astype(np.int64) * len(text.stem_ids) + text.stems[words], return_index=True, return_counts=True)
+        weights = counts * by_stem[pairs % len(text.stem_ids)]
+        telling = np.flatnonzero(weights > 0)
+        telling = telling[np.argsort(first[telling], kind="stable")]
+        norms = np.sqrt(np.bincount(pairs[telling] // len(text.stem_ids), weights=weights[telling] * weights[telling], minlength=len(self.entries)))
+        return np.where(norms > 0, norms, 1.0)
 
     def _word_vector(self, word: str) -> tuple[Docs, Floats]:
         """The papers with a telling word and its tf-idf weight in each; cached (liked papers share words)."""
         cached = self._vector_postings.get(word)
         if cached is None:
-            where = self._where[word]
-            counts = np.fromiter((len(title) + len(body) for title, body in where.values()), np.float64, len(where))
-            cached = self._vector_postings[word] = (np.fromiter(where, np.intp, len(where)), counts * self._telling_words()[word])
+            text = self._text()
+            docs, counts = np.unique(text.docs[text.positions(text.stem_ids[word])], return_counts=True)
+            cached = self._vector_postings[word] = (docs.astype(np.intp), counts * self._telling_words()[word])
         return cached
 
     def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:

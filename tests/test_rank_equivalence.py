@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import rank_reference as reference
 from conftest import REPO
@@ -85,6 +86,15 @@ def assert_same(ours: list[ScoredEntry], theirs: list[ScoredEntry], who: str) ->
 def test_pool_analyses_words_as_before(entries: list[Entry]) -> None:
     for entry in entries:
         assert tokens(entry.title) == reference.tokens(entry.title) and tokens(entry.summary) == reference.tokens(entry.summary)
+
+
+def test_liked_paper_similarities_are_the_same_to_the_last_bit(entries: list[Entry]) -> None:
+    pool, old_pool = Pool(entries[:POOL_SIZE]), reference.Pool(entries[:POOL_SIZE])
+    rng = random.Random(5)
+    for liked in [rng.sample(entries, 3) for _ in range(40)]:
+        similarity, closest = pool.similar(liked)
+        theirs = old_pool.similar(liked)
+        assert theirs and {doc: (liked[closest[doc]], similarity[doc]) for doc in np.flatnonzero(closest >= 0).tolist()} == theirs
 
 
 @pytest.mark.parametrize("with_corpus", [False, True], ids=["pool-idf", "corpus-idf"])
