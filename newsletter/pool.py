@@ -265,10 +265,12 @@ class Pool:
         starts = text.positions(ids[anchor]) - anchor
         starts = starts[(starts >= 0) & (starts + len(words) <= len(text.stems))]
         for offset, ((stem, form), stem_id) in enumerate(zip(words, ids)):
-            allowed = np.zeros(len(text.form_ids) + 1, np.bool_)  # the last one stands for the -1 ending a field
-            allowed[[text.form_ids[f] for f in self._form_counts[stem] if (f == form if exact else f.startswith(form))]] = True
             at = starts + offset
-            starts = starts[(text.stems[at] == stem_id) & allowed[text.forms[at]]]
+            keep = text.stems[at] == stem_id
+            forms = text.forms[at]
+            allowed = [text.form_ids[f] for f in self._form_counts[stem] if (f == form if exact else f.startswith(form))]
+            keep &= np.logical_or.reduce([forms == f for f in allowed]) if allowed else False  # a stem has few forms
+            starts = starts[keep]
         docs, fields = text.docs[starts], text.fields[starts]
         in_title = np.bincount(docs[fields == 0], minlength=len(self.entries))
         in_body = np.bincount(docs[fields == 1], minlength=len(self.entries))
@@ -406,8 +408,10 @@ class Pool:
         cached = self._vector_postings.get(word)
         if cached is None:
             text = self._text()
-            docs, counts = np.unique(text.docs[text.positions(text.stem_ids[word])], return_counts=True)
-            cached = self._vector_postings[word] = (docs.astype(np.intp), counts * self._telling_words()[word])
+            docs = text.docs[text.positions(text.stem_ids[word])]  # ascending: one run per paper
+            firsts = np.flatnonzero(np.diff(docs, prepend=-1))
+            counts = np.diff(firsts, append=len(docs))
+            cached = self._vector_postings[word] = (docs[firsts].astype(np.intp), counts * self._telling_words()[word])
         return cached
 
     def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:

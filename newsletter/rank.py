@@ -149,8 +149,11 @@ def _relevance(
     value *= 1 + MULTI_TOPIC_BONUS * (matched.sum(axis=0) - 1)  # several topics beat one
     authors = _authors(subscriber, pool)
     value[list(authors)] += AUTHOR_BOOST
-    similarity, closest = pool.similar(liked)
-    value += LIKED_BOOST * similarity  # 0 for papers like none of them
+    if liked:
+        similarity, closest = pool.similar(liked)
+        value += LIKED_BOOST * similarity  # 0 for papers like none of them
+    else:
+        closest = np.full(size, -1, np.intp)
     if disliked:
         value *= np.maximum(0.0, 1.0 - DISLIKED_DAMPING * pool.similar(disliked)[0])
     return _Relevance(weighted, matched, value, authors, closest)
