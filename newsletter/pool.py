@@ -179,9 +179,9 @@ class Pool:
             lengths = [len(body) for body in self._bodies]
             average = (sum(lengths) / len(lengths)) if lengths else 1.0
             self._norms = np.array([K1 * (1 - B + B * length / (average or 1.0)) for length in lengths], np.float64)
-            # stem -> doc -> (positions in the title, positions in the abstract): phrase counts visit only occurrences;
+            # stem -> doc -> occurrences in title and abstract (ints only, so the garbage collector never walks it);
             # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
-            self._where: dict[str, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
+            self._where: dict[str, dict[int, int]] = defaultdict(dict)
             self._form_counts: dict[str, dict[str, dict[int, tuple[int, int]]]] = defaultdict(lambda: defaultdict(dict))
             for doc, fields in enumerate(zip(titles, bodies)):
                 self._index(doc, fields)
@@ -208,19 +208,13 @@ class Pool:
         return len(self.entries)
 
     def _index(self, doc: int, fields: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> None:
-        """One paper's postings; Counter counts in C, so only positions cost a Python step per word."""
-        positions: dict[str, tuple[list[int], list[int]]] = {}
+        """One paper's postings; Counter counts in C, so a Python step is paid per distinct word, not per word."""
         for field_index, (stems, forms) in enumerate(fields):
-            for position, stem in enumerate(stems):
-                slot = positions.get(stem)
-                if slot is None:
-                    slot = positions[stem] = ([], [])
-                slot[field_index].append(position)
             for (stem, form), count in Counter(zip(stems, forms)).items():
                 per_doc = self._form_counts[stem][form]
                 per_doc[doc] = (count, 0) if field_index == 0 else (per_doc.get(doc, (0, 0))[0], count)
-        for stem, slot in positions.items():
-            self._where[stem][doc] = slot
+        for stem, count in Counter(fields[0][0] + fields[1][0]).items():
+            self._where[stem][doc] = count
 
     def counts(self, words: Phrase, *, exact: bool = False) -> dict[int, tuple[int, int]]:
         """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers.
@@ -407,11 +401,9 @@ class Pool:
         """The papers with a telling word and its tf-idf weight in each; cached (liked papers share words)."""
         cached = self._vector_postings.get(word)
         if cached is None:
-            text = self._text()
-            docs = text.docs[text.positions(text.stem_ids[word])]  # ascending: one run per paper
-            firsts = np.flatnonzero(np.diff(docs, prepend=-1))
-            counts = np.diff(firsts, append=len(docs))
-            cached = self._vector_postings[word] = (docs[firsts].astype(np.intp), counts * self._telling_words()[word])
+            where = self._where[word]
+            counts = np.fromiter(where.values(), np.int64, len(where))
+            cached = self._vector_postings[word] = (np.fromiter(where, np.intp, len(where)), counts * self._telling_words()[word])
         return cached
 
     def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:
@@ -429,11 +421,9 @@ class Pool:
         if cached is None:
             entry, words = self.entries[doc], phrase(keyword)
             surfaces = []
-            # The postings say where the first word's stem is: only those positions can start the phrase.
-            starts_at = self._where.get(words[0][0], {}).get(doc, ([], [])) if words else ([], [])
             fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
-            for field, ((text, stems, forms), candidates) in enumerate(zip(fields, starts_at)):
-                starts = [at for at in candidates if _matches_at(stems, forms, at, words, False)]
+            for field, (text, stems, forms) in enumerate(fields):
+                starts = _positions(stems, forms, words)
                 if starts:
                     bounds = self._bounds(doc)[field]
                     surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in starts]
