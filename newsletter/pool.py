@@ -106,9 +106,10 @@ def phrase(keyword: str) -> Phrase:
     return tuple(_word(word) for word in _WORD.findall(keyword))
 
 
-def _bounds(text: str) -> list[int]:
-    """Word i of the text is text[bounds[2 i + 1] : bounds[2 i + 2]]; split and sums run in C, not a match object per word."""
-    return [0, *accumulate(map(len, _WORDS_AND_GAPS.split(text)))]
+def _bounds(text: str, words: int) -> list[int]:
+    """Word i < ``words`` of the text is text[bounds[2 i + 1] : bounds[2 i + 2]]; split and sums run in C, not a
+    match object per word, and stop after the last word asked for."""
+    return [0, *accumulate(map(len, _WORDS_AND_GAPS.split(text, maxsplit=words)))]
 
 
 # --- the pool: per-entry work, once per run -----------------------------------------
@@ -195,7 +196,6 @@ class Pool:
         self._idf_cache: dict[str, float] = {}
         self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], Scores] = {}
         self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
-        self._bounds_cache: dict[int, tuple[list[int], list[int]]] = {}
         self._text_arrays: _Text | None = None
         self._prior_cache: dict[dt.datetime | None, Floats] = {}
         self._categories: dict[str, Docs] | None = None
@@ -422,20 +422,12 @@ class Pool:
             entry, words = self.entries[doc], phrase(keyword)
             surfaces = []
             fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
-            for field, (text, stems, forms) in enumerate(fields):
+            for text, stems, forms in fields:
                 starts = _positions(stems, forms, words)
                 if starts:
-                    bounds = self._bounds(doc)[field]
+                    bounds = _bounds(text, starts[-1] + len(words))
                     surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in starts]
             cached = self._surface_cache[key] = tuple(surfaces)
-        return cached
-
-    def _bounds(self, doc: int) -> tuple[list[int], list[int]]:
-        """Where the words of the title and of the abstract are; cached (a picked paper is picked for many readers)."""
-        cached = self._bounds_cache.get(doc)
-        if cached is None:
-            entry = self.entries[doc]
-            cached = self._bounds_cache[doc] = (_bounds(entry.title), _bounds(entry.summary))
         return cached
 
 
@@ -484,7 +476,19 @@ def _positions(stems: tuple[str, ...], forms: tuple[str, ...], words: Phrase) ->
     """Where the phrase starts in one field."""
     if not words:
         return []
-    return [i for i in range(len(stems)) if stems[i] == words[0][0] and _matches_at(stems, forms, i, words, False)]
+    return [i for i in _occurrences(stems, words[0][0]) if _matches_at(stems, forms, i, words, False)]
+
+
+def _occurrences(stems: tuple[str, ...], stem: str) -> list[int]:
+    """Where a stem is in a field, found by tuple.index (a scan in C)."""
+    found: list[int] = []
+    at = -1
+    try:
+        while True:
+            at = stems.index(stem, at + 1)
+            found.append(at)
+    except ValueError:  # no more
+        return found
 
 
 @lru_cache(maxsize=65_536)
