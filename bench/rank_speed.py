@@ -8,15 +8,22 @@ words) taken from random papers' titles, so most keywords are not shared and cac
 profiles; random weights, some with excluded words, followed authors (from the papers),
 categories, and 10% with three liked papers.
 
-Printed (medians of --repeats runs, all in this one process):
-  - pool: the per-entry work, done once per run (tokenise, stem, postings);
-  - ours: ranking every subscriber against the shared pool, subscribers/s;
-  - per-subscriber pool: the same ranking but redoing the per-entry work for each
-    subscriber (what "a Python loop over subscriber x entry" costs), on a sample;
-  - fts5: one SQLite FTS5 bm25() query per subscriber topic over the same entries, on a sample;
-and the ratios.
+Times are CPU seconds of this process (time.process_time), so other jobs on a shared machine
+inflate them less than wall-clock time would.
 
-Run: python bench/rank_speed.py [--subscribers 10000] [--entries 2000]
+Printed (medians of --repeats runs, all in this one process), for ours and for the reference
+(the ranking before the fast path, frozen in tests/rank_reference.py), interleaved so both see
+the same noise:
+  - pool: the per-entry work, done once per run (tokenise, stem, postings); the first build is
+    cold (no word analysed yet in this process), later ones reuse the per-word caches;
+  - ms per subscriber ranking against the shared pool: all, readers with liked papers, the others;
+  - whether both return the same digests, and the ratio reference / ours;
+then, for ours only:
+  - per-subscriber pool: the same ranking but redoing the per-entry work for each
+    subscriber (what "a Python loop over subscriber x entry" costs), on a sample, once;
+  - fts5: one SQLite FTS5 bm25() query per subscriber topic over the same entries, on a sample.
+
+Run: python bench/rank_speed.py [--subscribers 1000] [--entries 2000] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -34,7 +41,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+import rank_reference  # noqa: E402
 from ranking_eval import PROFILES  # noqa: E402
 
 from newsletter.models import Entry, Subscriber, Topic  # noqa: E402
@@ -92,9 +101,9 @@ def _title_pair(rng: random.Random, entries: list[Entry]) -> str:
 
 
 def timed(work: Callable[[], object]) -> float:
-    start = time.perf_counter()
+    start = time.process_time()
     work()
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def fts5_rank(db: sqlite3.Connection, subscriber: Subscriber) -> list[str]:
@@ -106,13 +115,29 @@ def fts5_rank(db: sqlite3.Connection, subscriber: Subscriber) -> list[str]:
     return sorted(scores, key=lambda key: -scores[key])[: subscriber.max_items]
 
 
+def rank_each(
+    rank_one: Callable[..., list[object]], pool: object, subscribers: list[Subscriber], liked: dict[str, list[Entry]],
+) -> tuple[list[float], list[list[object]]]:
+    """Seconds per subscriber, and their digests."""
+    seconds, digests = [], []
+    for subscriber in subscribers:
+        start = time.process_time()
+        digests.append(rank_one(subscriber, pool, settings=RankSettings(now=NOW), liked=liked[subscriber.id]))
+        seconds.append(time.process_time() - start)
+    return seconds, digests
+
+
+def digest_key(items: list[object]) -> list[tuple[object, ...]]:
+    return [(item.entry.id, item.score, item.reasons, item.highlights) for item in items]  # type: ignore[attr-defined]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--subscribers", type=int, default=1_000)
     parser.add_argument("--entries", type=int, default=2_000)
     parser.add_argument("--sample", type=int, default=200, help="subscribers for the FTS5 comparison")
-    parser.add_argument("--naive-sample", type=int, default=20, help="subscribers for the per-subscriber pool (slow)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--naive-sample", type=int, default=5, help="subscribers for the per-subscriber pool (slow)")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     entries = load_entries(args.entries)
     subscribers = make_subscribers(args.subscribers, entries)
@@ -120,27 +145,40 @@ def main() -> None:
     settings = RankSettings(now=NOW)
     by_id = {entry.id: entry for entry in entries}
     liked = {s.id: [by_id[i] for i in s.liked] for s in subscribers}
-    print(f"{len(entries)} real arXiv entries, {len(subscribers)} subscribers ({args.repeats} repeats, medians)")
+    likers = [n for n, s in enumerate(subscribers) if s.liked]
+    print(f"{len(entries)} real arXiv entries, {len(subscribers)} subscribers ({len(likers)} with liked papers), "
+          f"{args.repeats} repeats, medians")
 
-    pool_times, rank_times, picked = [], [], 0
+    implementations = {"ours": (Pool, rank), "reference": (rank_reference.Pool, rank_reference.rank)}
+    pool_times: dict[str, list[float]] = {name: [] for name in implementations}
+    per_subscriber: dict[str, list[list[float]]] = {name: [] for name in implementations}
+    digests: dict[str, list[list[object]]] = {}
     for _ in range(args.repeats):
-        holder: list[Pool] = []
-        pool_times.append(timed(lambda: holder.append(Pool(entries))))
-        pool = holder[0]
-        rank_times.append(timed(lambda: [rank(s, pool, settings=settings, liked=liked[s.id]) for s in subscribers]))
-    picked = sum(len(rank(s, pool, settings=settings, liked=liked[s.id])) for s in subscribers[:1000])
-    pool_s, rank_s = statistics.median(pool_times), statistics.median(rank_times)
-    ours_rate = len(subscribers) / (pool_s + rank_s)
-    print(f"pool (per-entry work, once per run): {pool_s:.2f} s")
-    print(f"ours: {rank_s:.2f} s to rank {len(subscribers)} subscribers -> {ours_rate:,.0f} subscribers/s including the pool "
-          f"({picked / 1000:.1f} picks per subscriber)")
+        for name, (make_pool, rank_one) in implementations.items():
+            start = time.process_time()
+            pool = make_pool(entries)
+            pool_times[name].append(time.process_time() - start)
+            seconds, digests[name] = rank_each(rank_one, pool, subscribers, liked)
+            per_subscriber[name].append(seconds)
 
-    naive = statistics.median(
-        timed(lambda: [rank(s, entries, settings=settings, liked=liked[s.id]) for s in subscribers[: args.naive_sample]])
-        for _ in range(args.repeats)
-    )
+    def ms(name: str, who: list[int] | None = None) -> float:
+        """Median over repeats of the mean ms per subscriber (of ``who``, else all)."""
+        runs = [[run[n] for n in who] if who is not None else run for run in per_subscriber[name]]
+        return 1000 * statistics.median(sum(run) / len(run) for run in runs)
+
+    others = [n for n in range(len(subscribers)) if not subscribers[n].liked]
+    for name in implementations:
+        print(f"{name:>9}: pool {pool_times[name][0]:.2f} s cold, {statistics.median(pool_times[name][1:] or pool_times[name]):.2f} s warm; "
+              f"ranking {ms(name):.3f} ms/subscriber (with liked papers {ms(name, likers):.3f}, others {ms(name, others):.3f})")
+    same = [digest_key(a) for a in digests["ours"]] == [digest_key(b) for b in digests["reference"]]
+    print(f"same digests as the reference: {'yes' if same else 'NO'}; reference / ours: ranking x{ms('reference') / ms('ours'):.1f}, "
+          f"pool x{statistics.median(pool_times['reference']) / statistics.median(pool_times['ours']):.1f} (medians incl. the cold build)")
+    ours_rate = len(subscribers) / (statistics.median(pool_times["ours"]) + ms("ours") * len(subscribers) / 1000)
+    print(f"ours: {ours_rate:,.0f} subscribers/s including the pool, {1000 / ms('ours'):,.0f} subscribers/s ranking alone")
+
+    naive = timed(lambda: [rank(s, entries, settings=settings, liked=liked[s.id]) for s in subscribers[: args.naive_sample]])
     naive_rate = args.naive_sample / naive
-    print(f"per-subscriber pool: {naive_rate:,.2f} subscribers/s ({args.naive_sample} sampled) -> ours is x{ours_rate / naive_rate:,.0f}")
+    print(f"per-subscriber pool: {naive_rate:,.2f} subscribers/s ({args.naive_sample} sampled, once) -> ours is x{ours_rate / naive_rate:,.0f}")
 
     db = sqlite3.connect(":memory:")
     db.execute("CREATE VIRTUAL TABLE papers USING fts5(id UNINDEXED, title, summary, tokenize='porter')")
@@ -148,8 +186,6 @@ def main() -> None:
     fts = statistics.median(timed(lambda: [fts5_rank(db, s) for s in sample]) for _ in range(args.repeats))
     fts_rate = len(sample) / fts
     print(f"fts5 query per topic: {fts_rate:,.1f} subscribers/s ({len(sample)} sampled) -> ours is x{ours_rate / fts_rate:,.1f}")
-    print(f"projected for {len(subscribers)} subscribers: ours {len(subscribers) / ours_rate:.1f} s, "
-          f"fts5 {len(subscribers) / fts_rate:.1f} s, per-subscriber pool {len(subscribers) / naive_rate:.0f} s")
 
 
 if __name__ == "__main__":

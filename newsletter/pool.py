@@ -3,21 +3,29 @@
 Words are snowball-stemmed and accent-folded; a keyword matches the text words
 with its stem that *extend* it ("distill" -> "distillation", not "networking" ->
 "network"). The pool keeps postings, lengths, an author index and caches that
-subscribers share: per-phrase counts, per-keyword scores, priors, highlights.
+subscribers share: per-phrase counts, per-keyword scores (also as arrays, so a
+subscriber's keywords add up without a Python loop over papers), per-category
+and per-exclusion doc lists, priors, liked-paper similarities, highlights.
 Pure computation, no I/O.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import heapq
 import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate, chain
 
+import numpy as np
+import numpy.typing as npt
 import snowballstemmer
 
 from .models import CorpusStats, Entry
@@ -43,11 +51,14 @@ RECENCY_DAYS = 7.0
 
 _STEMMER = snowballstemmer.stemmer("english")
 _WORD = re.compile(r"[^\W_]+")
+_WORDS_AND_GAPS = re.compile(r"([^\W_]+)")  # split() keeps the words: gap, word, gap, ..., word, gap
 
 
 _ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
 
 Phrase = tuple[tuple[str, str], ...]  # per word: (stem, the singular form a text word must start with)
+Docs = npt.NDArray[np.intp]
+Floats = npt.NDArray[np.float64]
 
 
 @lru_cache(maxsize=200_000)
@@ -57,7 +68,13 @@ def _word(word: str) -> tuple[str, str]:
         word = word[:-1]
     decomposed = unicodedata.normalize("NFKD", word.casefold())
     folded = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _STEMMER.stemWord(folded), _singular(folded)
+    return _stem(folded), _singular(folded)
+
+
+@lru_cache(maxsize=200_000)
+def _stem(folded: str) -> str:
+    """Snowball is pure Python (most of a pool's cost): "The", "THE" and "the" are stemmed once."""
+    return _STEMMER.stemWord(folded)
 
 
 def _singular(word: str) -> str:
@@ -73,6 +90,13 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(_word(word)[0] for word in _WORD.findall(text))
 
 
+def _analysed(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(tokens, singular forms) of a text, splitting it into words once."""
+    words = [_word(word) for word in _WORD.findall(text)]
+    return tuple(stem for stem, _ in words), tuple(form for _, form in words)
+
+
+@lru_cache(maxsize=65_536)
 def phrase(keyword: str) -> Phrase:
     """A keyword as the pool matches it: each word by stem, and only by text words that extend it.
 
@@ -82,57 +106,115 @@ def phrase(keyword: str) -> Phrase:
     return tuple(_word(word) for word in _WORD.findall(keyword))
 
 
-def _forms(text: str) -> tuple[str, ...]:
-    return tuple(_word(word)[1] for word in _WORD.findall(text))
-
-
-def _spans(text: str) -> list[tuple[int, int]]:
-    return [match.span() for match in _WORD.finditer(text)]
+def _bounds(text: str, words: int) -> list[int]:
+    """Word i < ``words`` of the text is text[bounds[2 i + 1] : bounds[2 i + 2]]; split and sums run in C, not a
+    match object per word, and stop after the last word asked for."""
+    return [0, *accumulate(map(len, _WORDS_AND_GAPS.split(text, maxsplit=words)))]
 
 
 # --- the pool: per-entry work, once per run -----------------------------------------
+
+_NO_DOCS: Docs = np.zeros(0, np.intp)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One keyword's scores: doc -> score to explain a few papers, and the same as arrays to add up many."""
+
+    by_doc: dict[int, float]
+    docs: Docs
+    values: Floats
+
+
+@dataclass(frozen=True)
+class _Text:
+    """Every word of every title and abstract as ids in one array, each field ended by -1 so no phrase
+    runs across two, with its paper and field, and each stem's positions (``order`` cut at ``starts``)."""
+
+    stem_ids: dict[str, int]
+    form_ids: dict[str, int]
+    stems: npt.NDArray[np.int32]
+    forms: npt.NDArray[np.int32]
+    docs: npt.NDArray[np.int32]
+    fields: npt.NDArray[np.int8]
+    order: Docs
+    starts: Docs
+
+    @classmethod
+    def of(cls, pool: Pool) -> _Text:
+        stem_ids = {stem: number for number, stem in enumerate(pool._where)}
+        form_ids = {form: number for number, form in enumerate(dict.fromkeys(f for forms in pool._form_counts.values() for f in forms))}
+        stem_fields = [field for doc in zip(pool._titles, pool._bodies) for field in doc]  # title 0, abstract 0, title 1, ...
+        form_fields = [field for doc in zip(pool._title_forms, pool._body_forms) for field in doc]
+        lengths = np.fromiter(map(len, stem_fields), np.intp, len(stem_fields)) + 1
+        stems = np.fromiter(chain.from_iterable(chain(map(stem_ids.__getitem__, field), (-1,)) for field in stem_fields), np.int32)
+        forms = np.fromiter(chain.from_iterable(chain(map(form_ids.__getitem__, field), (-1,)) for field in form_fields), np.int32)
+        field_numbers = np.arange(len(stem_fields))
+        docs = np.repeat(field_numbers // 2, lengths).astype(np.int32)
+        fields = np.repeat(field_numbers % 2, lengths).astype(np.int8)
+        order = np.argsort(stems, kind="stable")  # each stem's positions, ascending
+        starts = np.searchsorted(stems[order], np.arange(len(stem_ids) + 1))
+        return cls(stem_ids, form_ids, stems, forms, docs, fields, order, starts)
+
+    def occurrences(self, stem_id: int) -> int:
+        return int(self.starts[stem_id + 1] - self.starts[stem_id])
+
+    def positions(self, stem_id: int) -> Docs:
+        return self.order[self.starts[stem_id] : self.starts[stem_id + 1]]
 
 
 class Pool:
     """Candidates analysed once: stemmed title and abstract, postings, lengths, authors."""
 
     def __init__(self, entries: Sequence[Entry], *, corpus: CorpusStats | None = None) -> None:
-        self.entries = list(entries)
-        self.corpus = corpus
-        self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
-        self._titles = [tokens(entry.title) for entry in self.entries]
-        self._bodies = [tokens(entry.summary) for entry in self.entries]
-        self._title_forms = [_forms(entry.title) for entry in self.entries]
-        self._body_forms = [_forms(entry.summary) for entry in self.entries]
-        lengths = [len(body) for body in self._bodies]
-        average = (sum(lengths) / len(lengths)) if lengths else 1.0
-        self._norms = [K1 * (1 - B + B * length / (average or 1.0)) for length in lengths]
-        # stem -> doc -> (positions in the title, positions in the abstract): phrase counts visit only occurrences;
-        # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
-        self._where: dict[str, dict[int, tuple[list[int], list[int]]]] = defaultdict(dict)
-        self._form_counts: dict[str, dict[str, dict[int, list[int]]]] = defaultdict(lambda: defaultdict(dict))
-        for doc, fields in enumerate(zip(zip(self._titles, self._title_forms), zip(self._bodies, self._body_forms))):
-            for field_index, (stems, forms) in enumerate(fields):
-                for position, (stem, form) in enumerate(zip(stems, forms)):
-                    self._where[stem].setdefault(doc, ([], []))[field_index].append(position)
-                    self._form_counts[stem][form].setdefault(doc, [0, 0])[field_index] += 1
-        self._authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)  # family -> (doc, given, name)
-        for doc, entry in enumerate(self.entries):
-            for name in entry.authors:
-                given, family = name_key(name)
-                self._authors[family].append((doc, given, name))
+        with _collector_paused():  # the per-entry work; the caches below fill later, a little at a time
+            self.entries = list(entries)
+            self.corpus = corpus
+            self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
+            titles = [_analysed(entry.title) for entry in self.entries]
+            bodies = [_analysed(entry.summary) for entry in self.entries]
+            self._titles = [stems for stems, _ in titles]
+            self._bodies = [stems for stems, _ in bodies]
+            self._title_forms = [forms for _, forms in titles]
+            self._body_forms = [forms for _, forms in bodies]
+            lengths = [len(body) for body in self._bodies]
+            average = (sum(lengths) / len(lengths)) if lengths else 1.0
+            self._norms = np.array([K1 * (1 - B + B * length / (average or 1.0)) for length in lengths], np.float64)
+            # stem -> doc -> occurrences in title and abstract (ints only, so the garbage collector never walks it);
+            # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
+            self._where: dict[str, dict[int, int]] = defaultdict(dict)
+            self._form_counts: dict[str, dict[str, dict[int, tuple[int, int]]]] = defaultdict(lambda: defaultdict(dict))
+            for doc, fields in enumerate(zip(titles, bodies)):
+                self._index(doc, fields)
+            self._authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)  # family -> (doc, given, name)
+            for doc, entry in enumerate(self.entries):
+                for name in entry.authors:
+                    given, family = name_key(name)
+                    self._authors[family].append((doc, given, name))
         self._phrase_cache: dict[tuple[Phrase, bool], dict[int, tuple[int, int]]] = {}
-        self._similar_cache: dict[str, dict[int, float]] = {}
+        self._docs_cache: dict[tuple[Phrase, bool], Docs] = {}
         self._idf_cache: dict[str, float] = {}
-        self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], dict[int, float]] = {}
+        self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], Scores] = {}
         self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
-        self._prior_cache: dict[dt.datetime | None, list[float]] = {}
-        self._vectors: list[dict[str, float]] | None = None
-        self._vector_norms: list[float] = []
-        self._vector_idf: dict[str, float] = {}
+        self._text_arrays: _Text | None = None
+        self._prior_cache: dict[dt.datetime | None, Floats] = {}
+        self._categories: dict[str, Docs] | None = None
+        self._similar_cache: dict[str, tuple[Docs, Floats]] = {}
+        self._vector_idf: dict[str, float] | None = None
+        self._vector_norms: Floats = np.ones(len(self.entries))
+        self._vector_postings: dict[str, tuple[Docs, Floats]] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def _index(self, doc: int, fields: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> None:
+        """One paper's postings; Counter counts in C, so a Python step is paid per distinct word, not per word."""
+        for field_index, (stems, forms) in enumerate(fields):
+            for (stem, form), count in Counter(zip(stems, forms)).items():
+                per_doc = self._form_counts[stem][form]
+                per_doc[doc] = (count, 0) if field_index == 0 else (per_doc.get(doc, (0, 0))[0], count)
+        for stem, count in Counter(fields[0][0] + fields[1][0]).items():
+            self._where[stem][doc] = count
 
     def counts(self, words: Phrase, *, exact: bool = False) -> dict[int, tuple[int, int]]:
         """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers.
@@ -148,55 +230,100 @@ class Pool:
             stem, form = words[0]
             for text_form, per_doc in self._form_counts.get(stem, {}).items():
                 if text_form == form or (not exact and text_form.startswith(form)):
+                    if not found:  # usually the only form: copied in C
+                        found.update(per_doc)
+                        continue
                     for doc, (in_title, in_body) in per_doc.items():
                         before = found.get(doc, (0, 0))
                         found[doc] = (before[0] + in_title, before[1] + in_body)
         elif words:
-            # Anchor on the rarest word of the phrase, and only in papers that have every word.
             postings = [self._where.get(stem, {}) for stem, _ in words]
-            anchor = min(range(len(words)), key=lambda index: len(postings[index]))
-            docs = set(postings[anchor]).intersection(*postings) if all(postings) else set()
-            fields = ((self._titles, self._title_forms), (self._bodies, self._body_forms))
-            for doc in docs:
-                hits = [
-                    sum(1 for at in positions if at >= anchor and _matches_at(stems[doc], forms[doc], at - anchor, words, exact))
-                    for positions, (stems, forms) in zip(postings[anchor][doc], fields)
-                ]
-                if hits[0] or hits[1]:
-                    found[doc] = (hits[0], hits[1])
+            if all(postings):
+                # The papers that have every word, in the set order ties have always been broken in: like
+                # set(postings[0]).intersection(*postings), built by adding them in ascending order into an empty set,
+                # but walking only the smaller dict of the first two.
+                docs = postings[0].keys() & postings[1].keys()
+                if len(postings) > 2:
+                    docs = docs.intersection(*postings[2:])
+                hits = self._phrase_hits(words, exact)
+                found = {doc: hits[doc] for doc in docs if doc in hits}
         self._phrase_cache[key] = found
         return found
 
-    def keyword_scores(self, keyword: str, words: Phrase, longer: tuple[Phrase, ...] = ()) -> dict[int, float]:
-        """doc -> idf x BM25 tf part for one keyword, minus mentions inside the ``longer`` keywords; cached."""
+    def _phrase_hits(self, words: Phrase, exact: bool) -> dict[int, tuple[int, int]]:
+        """doc -> (occurrences in the title, in the abstract) of a phrase of several words, for every paper at once:
+        from each occurrence of its rarest word, the neighbours must have the phrase's stems and forms."""
+        text = self._text()
+        ids = [text.stem_ids[stem] for stem, _ in words]
+        anchor = min(range(len(words)), key=lambda index: text.occurrences(ids[index]))
+        starts = text.positions(ids[anchor]) - anchor
+        starts = starts[(starts >= 0) & (starts + len(words) <= len(text.stems))]
+        for offset, ((stem, form), stem_id) in enumerate(zip(words, ids)):
+            at = starts + offset
+            keep = text.stems[at] == stem_id
+            forms = text.forms[at]
+            allowed = [text.form_ids[f] for f in self._form_counts[stem] if (f == form if exact else f.startswith(form))]
+            keep &= np.logical_or.reduce([forms == f for f in allowed]) if allowed else False  # a stem has few forms
+            starts = starts[keep]
+        docs, fields = text.docs[starts], text.fields[starts]
+        in_title = np.bincount(docs[fields == 0], minlength=len(self.entries))
+        in_body = np.bincount(docs[fields == 1], minlength=len(self.entries))
+        matched = np.flatnonzero(in_title + in_body)
+        return dict(zip(matched.tolist(), zip(in_title[matched].tolist(), in_body[matched].tolist())))
+
+    def _text(self) -> _Text:
+        if self._text_arrays is None:
+            self._text_arrays = _Text.of(self)
+        return self._text_arrays
+
+    def docs_with(self, words: Phrase, *, exact: bool = False) -> Docs:
+        """The papers containing the phrase, as an array (a reader's exclusions ban them at once); cached."""
+        key = (words, exact)
+        cached = self._docs_cache.get(key)
+        if cached is None:
+            found = self.counts(words, exact=exact)
+            cached = self._docs_cache[key] = np.fromiter(found, np.intp, len(found))
+        return cached
+
+    def keyword_scores(self, keyword: str, words: Phrase, longer: tuple[Phrase, ...] = ()) -> Scores:
+        """Per doc, idf x BM25 tf part for one keyword, minus mentions inside the ``longer`` keywords; cached."""
         key = (keyword, words, longer)
         cached = self._score_cache.get(key)
         if cached is not None:
             return cached
-        idf = self.idf(keyword, words)
-        covering = [self.counts(other) for other in longer]
-        scores = {}
-        for doc, (in_title, in_body) in self.counts(words).items():
-            for counts in covering:
-                covered = counts.get(doc, (0, 0))
-                in_title, in_body = max(in_title - covered[0], 0), max(in_body - covered[1], 0)
-            if in_title or in_body:
-                scores[doc] = idf * self.saturated(doc, in_title, in_body)
-        self._score_cache[key] = scores
-        return scores
+        docs, (in_title, in_body) = _arrays(self.counts(words))
+        for other in longer:
+            covered = np.zeros((2, len(self.entries)), np.int64)
+            other_docs, other_counts = _arrays(self.counts(other))
+            covered[:, other_docs] = other_counts
+            in_title, in_body = np.maximum(in_title - covered[0, docs], 0), np.maximum(in_body - covered[1, docs], 0)
+        left = (in_title > 0) | (in_body > 0)
+        docs, values = docs[left], self.idf(keyword, words) * self._saturated(docs[left], in_title[left], in_body[left])
+        cached = self._score_cache[key] = Scores(dict(zip(docs.tolist(), values.tolist())), docs, values)
+        return cached
 
-    def priors(self, now: dt.datetime | None) -> list[float]:
+    def priors(self, now: dt.datetime | None) -> Floats:
         """Per paper, upvotes and freshness: the same for every subscriber, so computed once per run."""
         minute = now.replace(second=0, microsecond=0) if now is not None else None
         priors = self._prior_cache.get(minute)
         if priors is None:
-            priors = self._prior_cache[minute] = [_prior(entry, minute) for entry in self.entries]
+            priors = self._prior_cache[minute] = np.array([_prior(entry, minute) for entry in self.entries], np.float64)
         return priors
 
-    def saturated(self, doc: int, in_title: int, in_body: int) -> float:
-        """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones."""
+    def category_docs(self, category: str) -> Docs:
+        """The papers in an arXiv category; the index is built on the first reader with categories."""
+        if self._categories is None:
+            members: dict[str, list[int]] = defaultdict(list)
+            for doc, entry in enumerate(self.entries):
+                for name in entry.categories:
+                    members[name].append(doc)
+            self._categories = {name: np.array(docs, np.intp) for name, docs in members.items()}
+        return self._categories.get(category, _NO_DOCS)
+
+    def _saturated(self, docs: Docs, in_title: npt.NDArray[np.int64], in_body: npt.NDArray[np.int64]) -> Floats:
+        """BM25's term-frequency part, a title occurrence weighing TITLE_WEIGHT abstract ones (each count above 0)."""
         tf = TITLE_WEIGHT * in_title + in_body
-        return tf * (K1 + 1) / (tf + self._norms[doc]) if tf > 0 else 0.0
+        return tf * (K1 + 1) / (tf + self._norms[docs])
 
     def idf(self, keyword: str, words: Phrase) -> float:
         cached = self._idf_cache.get(keyword)
@@ -212,46 +339,72 @@ class Pool:
     def by_author(self, wanted: tuple[tuple[str, ...], str]) -> list[tuple[int, str]]:
         return [(doc, name) for doc, given, name in self._authors.get(wanted[1], []) if _given_names_agree(given, wanted[0])]
 
-    def similar(self, liked: Sequence[Entry]) -> dict[int, tuple[Entry, float]]:
-        """doc -> (closest liked paper, tf-idf cosine) for docs at least LIKED_MIN_SIMILARITY alike."""
-        found: dict[int, tuple[Entry, float]] = {}
-        for entry in liked:
-            for doc, similarity in self._similar_to(entry).items():
-                if similarity >= LIKED_MIN_SIMILARITY and similarity > found.get(doc, (entry, 0.0))[1]:
-                    found[doc] = (entry, similarity)
-        return found
+    def similar(self, liked: Sequence[Entry]) -> tuple[Floats, Docs]:
+        """Per doc, the tf-idf cosine to the closest liked paper when at least LIKED_MIN_SIMILARITY (else 0),
+        and that paper's index in ``liked`` (-1: none; on a tie the earlier liked paper)."""
+        similarity = np.zeros(len(self.entries))
+        closest = np.full(len(self.entries), -1, np.intp)
+        for index, entry in enumerate(liked):
+            docs, values = self._similar_to(entry)
+            closer = values > similarity[docs]
+            similarity[docs[closer]] = values[closer]
+            closest[docs[closer]] = index
+        return similarity, closest
 
-    def _similar_to(self, liked: Entry) -> dict[int, float]:
-        """Cosine of every paper sharing a telling word with ``liked``, through the postings; cached per liked paper."""
+    def _similar_to(self, liked: Entry) -> tuple[Docs, Floats]:
+        """The papers at least LIKED_MIN_SIMILARITY alike to ``liked`` and their cosines, through the postings; cached per liked paper."""
         cached = self._similar_cache.get(liked.id)
         if cached is not None:
             return cached
-        vectors = self._doc_vectors()
-        query = _tfidf(tuple(w for w in tokens(f"{liked.title} {liked.summary}") if w in self._vector_idf), self._vector_idf)
+        idf = self._telling_words()
+        query = _tfidf(tuple(w for w in tokens(f"{liked.title} {liked.summary}") if w in idf), idf)
         query_norm = math.sqrt(sum(v * v for v in query.values())) or 1.0
-        dots: dict[int, float] = defaultdict(float)
+        dots = np.zeros(len(self.entries))
         # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up.
         for word, weight in heapq.nlargest(LIKED_QUERY_WORDS, query.items(), key=lambda item: item[1]):
-            for doc in self._where.get(word, {}):
-                dots[doc] += weight * vectors[doc][word]
-        cached = self._similar_cache[liked.id] = {
-            doc: dot / (query_norm * (self._vector_norms[doc] or 1.0)) for doc, dot in dots.items()
-        }
+            docs, weights = self._word_vector(word)
+            dots[docs] += weight * weights
+        similarity = dots / (query_norm * self._vector_norms)
+        close = np.flatnonzero(similarity >= LIKED_MIN_SIMILARITY)
+        cached = self._similar_cache[liked.id] = (close, similarity[close])
         return cached
 
-    def _doc_vectors(self) -> list[dict[str, float]]:
-        """tf-idf vectors over the telling words: those in at most a quarter of the papers (not "the", "model")."""
-        if self._vectors is None:
+    def _telling_words(self) -> dict[str, float]:
+        """IDF of the telling words: those in at most a quarter of the papers (not "the", "model").
+
+        Also each paper's tf-idf norm over them, summed in the order the words first occur so
+        every cosine is the same to the last bit whichever way the vectors are stored.
+        """
+        if self._vector_idf is None:
             n = len(self.entries)
             common = max(10, n // 4)
-            self._vector_idf = {
-                word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items() if len(docs) <= common
-            }
-            self._vectors = [
-                _tfidf(tuple(w for w in t + b if w in self._vector_idf), self._vector_idf) for t, b in zip(self._titles, self._bodies)
-            ]
-            self._vector_norms = [math.sqrt(sum(v * v for v in vector.values())) for vector in self._vectors]
-        return self._vectors
+            idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items() if len(docs) <= common}
+            self._vector_norms = self._norms_over(idf)
+            self._vector_idf = idf
+        return self._vector_idf
+
+    def _norms_over(self, idf: dict[str, float]) -> Floats:
+        """Each paper's tf-idf norm over the words in ``idf`` (1 for none): its distinct words in first-occurrence
+        order, the squares summed by bincount in that order."""
+        text = self._text()
+        by_stem = np.zeros(len(text.stem_ids))  # 0: not a telling word
+        by_stem[[text.stem_ids[word] for word in idf]] = list(idf.values())
+        words = np.flatnonzero(text.stems >= 0)
+        pairs, first, counts = np.unique(text.docs[words].astype(np.int64) * len(text.stem_ids) + text.stems[words], return_index=True, return_counts=True)
+        weights = counts * by_stem[pairs % len(text.stem_ids)]
+        telling = np.flatnonzero(weights > 0)
+        telling = telling[np.argsort(first[telling], kind="stable")]
+        norms = np.sqrt(np.bincount(pairs[telling] // len(text.stem_ids), weights=weights[telling] * weights[telling], minlength=len(self.entries)))
+        return np.where(norms > 0, norms, 1.0)
+
+    def _word_vector(self, word: str) -> tuple[Docs, Floats]:
+        """The papers with a telling word and its tf-idf weight in each; cached (liked papers share words)."""
+        cached = self._vector_postings.get(word)
+        if cached is None:
+            where = self._where[word]
+            counts = np.fromiter(where.values(), np.int64, len(where))
+            cached = self._vector_postings[word] = (np.fromiter(where, np.intp, len(where)), counts * self._telling_words()[word])
+        return cached
 
     def highlights(self, doc: int, keywords: Iterable[str]) -> tuple[str, ...]:
         """The exact words of title and abstract that matched, as the reader will see them."""
@@ -272,10 +425,29 @@ class Pool:
             for text, stems, forms in fields:
                 starts = _positions(stems, forms, words)
                 if starts:
-                    spans = _spans(text)
-                    surfaces += [text[spans[start][0] : spans[start + len(words) - 1][1]] for start in starts]
+                    bounds = _bounds(text, starts[-1] + len(words))
+                    surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in starts]
             cached = self._surface_cache[key] = tuple(surfaces)
         return cached
+
+
+def _arrays(counts: dict[int, tuple[int, int]]) -> tuple[Docs, npt.NDArray[np.int64]]:
+    """Phrase counts as (docs, [counts in titles, counts in abstracts]), in the dict's order."""
+    return np.fromiter(counts, np.intp, len(counts)), np.array(list(counts.values()), np.int64).reshape(-1, 2).T
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A pool keeps ~10^6 small lists, tuples and dicts, none in a reference cycle; while they pile
+    up, the cyclic garbage collector would walk the growing pool again and again (half the build
+    time). Reference counting still frees everything temporary."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 def _prior(entry: Entry, now: dt.datetime | None) -> float:
@@ -304,9 +476,22 @@ def _positions(stems: tuple[str, ...], forms: tuple[str, ...], words: Phrase) ->
     """Where the phrase starts in one field."""
     if not words:
         return []
-    return [i for i in range(len(stems)) if stems[i] == words[0][0] and _matches_at(stems, forms, i, words, False)]
+    return [i for i in _occurrences(stems, words[0][0]) if _matches_at(stems, forms, i, words, False)]
 
 
+def _occurrences(stems: tuple[str, ...], stem: str) -> list[int]:
+    """Where a stem is in a field, found by tuple.index (a scan in C)."""
+    found: list[int] = []
+    at = -1
+    try:
+        while True:
+            at = stems.index(stem, at + 1)
+            found.append(at)
+    except ValueError:  # no more
+        return found
+
+
+@lru_cache(maxsize=65_536)
 def contains(longer: Phrase, shorter: Phrase) -> bool:
     return bool(_positions(tuple(stem for stem, _ in longer), tuple(form for _, form in longer), shorter))
 

@@ -10,27 +10,38 @@ upvotes and freshness are small boosts that only reorder papers that are
 already relevant. A threshold keeps quiet days short, and a diversity
 setting keeps one topic from filling the whole digest.
 
-Per-entry work (tokenising, stemming, postings, lengths) happens once per
-run in a ``Pool`` (pool.py); per subscriber only their keywords' postings are
-visited, and each keyword's scores are cached across subscribers.
+Per-entry work (tokenising, stemming, postings, lengths) happens once per run
+in a ``Pool`` (pool.py), and so does everything subscribers share: each
+keyword's scores, each liked paper's similarities, each exclusion's and
+category's papers, the priors, all cached there as arrays. Per subscriber,
+numpy adds those up over the whole pool in a few vector operations instead of
+a Python step per paper, and reasons and highlights are built only for the
+papers picked. Each sum runs in the order the per-paper formula states, so
+the scores are the same to the last bit as the paper-by-paper loop this
+replaced (tests/rank_reference.py, checked by tests/test_rank_equivalence.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import heapq
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache, lru_cache
+
+import numpy as np
+import numpy.typing as npt
 
 from .models import Entry, Reason, ScoredEntry, Subscriber, Topic
-from .pool import Pool, contains, name_key, phrase
+from .pool import Docs, Floats, Phrase, Pool, Scores, contains, name_key, phrase
 
 MULTI_TOPIC_BONUS = 0.15  # per extra topic matched: several of the reader's topics beat one
 AUTHOR_BOOST = 3.0
 LIKED_BOOST = 4.0  # times cosine similarity to the closest liked paper
 DISLIKED_DAMPING = 1.5  # relevance x (1 - this x cosine similarity to the closest "not for me" paper), floored at 0
 CATEGORY_BOOST = 0.3  # mild, and only for papers already relevant
+
+Flags = npt.NDArray[np.bool_]
 
 
 # --- ranking one subscriber -------------------------------------------------------------
@@ -45,13 +56,32 @@ class RankSettings:
 
 @dataclass(frozen=True)
 class _TopicMatches:
-    """One topic's keywords and, per keyword, doc -> score (shared across subscribers via the pool's cache)."""
+    """One topic's keywords and each keyword's scores (shared across subscribers via the pool's cache)."""
 
     name: str
-    keywords: tuple[tuple[str, dict[int, float]], ...]
+    keywords: tuple[tuple[str, Scores], ...]
 
     def terms(self, doc: int) -> tuple[str, ...]:
-        return tuple(keyword for keyword, scores in self.keywords if doc in scores)
+        return tuple(keyword for keyword, scores in self.keywords if doc in scores.by_doc)
+
+    def total(self, size: int) -> Floats:
+        """Per paper, its keywords' scores added in keyword order (bincount adds in input order); 0 where none
+        matched, as scores are positive."""
+        if not self.keywords:
+            return np.zeros(size)
+        docs = np.concatenate([scores.docs for _, scores in self.keywords])
+        return np.bincount(docs, weights=np.concatenate([scores.values for _, scores in self.keywords]), minlength=size)
+
+
+@dataclass(frozen=True)
+class _Relevance:
+    """One subscriber's relevance of every paper and what it is made of, to explain the picks."""
+
+    weighted: Floats  # topics x papers: topic weight x topic score
+    matched: Flags  # topics x papers: the paper matched the topic
+    value: Floats  # per paper: topics with their bonus, plus authors and liked papers, damped by disliked ones
+    authors: dict[int, str]  # paper -> the first followed author who wrote it
+    closest: Docs  # per paper: index of the closest liked paper, -1 for none
 
 
 def rank(
@@ -74,132 +104,179 @@ def rank(
     """
     pool = candidates if isinstance(candidates, Pool) else Pool(candidates)
     topics = [_topic_matches(topic, pool) for topic in subscriber.topics]
-    hits = _topic_hits(subscriber, topics)
-    relevance = {doc: _combined(doc_hits) for doc, doc_hits in hits.items()}
-    extra: dict[int, list[Reason]] = defaultdict(list)  # followed author, liked paper
-    _add_authors(subscriber, pool, relevance, extra)
-    for doc, (entry, similarity) in pool.similar(liked).items() if liked else ():
-        relevance[doc] = relevance.get(doc, 0.0) + LIKED_BOOST * similarity
-        extra[doc].append(Reason("liked", entry.title))
-    for doc, (_, similarity) in pool.similar(disliked).items() if disliked else ():
-        if doc in relevance:
-            relevance[doc] *= max(0.0, 1.0 - DISLIKED_DAMPING * similarity)
+    relevance = _relevance(subscriber, pool, topics, liked, disliked)
     unwanted = set(skip_ids) | set(subscriber.liked) | {entry.id for entry in (*liked, *disliked)}
-    banned = _excluded(subscriber, pool) | {pool.doc_of[i] for i in unwanted if i in pool.doc_of}
-    if include_below_threshold:
-        relevance = {doc: relevance.get(doc, 0.0) for doc in range(len(pool))}
     threshold = 0.0 if include_below_threshold else max(settings.min_score, 1e-9)
-    priors = pool.priors(settings.now)
-    scores = {
-        doc: _score(subscriber, pool.entries[doc], value, priors[doc])
-        for doc, value in relevance.items()
-        if value >= threshold and doc not in banned
-    }
+    eligible = np.flatnonzero((relevance.value >= threshold) & ~_banned(subscriber, pool, unwanted))
+    scores = _scores(subscriber, pool, relevance.value, settings.now)
+    order = eligible[np.lexsort((eligible, -scores[eligible]))]  # best first, ties by pool position
     limit = max_items if max_items is not None else subscriber.max_items
     if include_below_threshold or settings.diversity <= 0:
-        chosen = sorted(scores, key=lambda doc: (-scores[doc], doc))[:limit]
+        chosen = order[:limit].tolist()
     else:
-        groups = {doc: _group(hits.get(doc), extra.get(doc), topics) for doc in scores}
-        chosen = _diversify(scores, groups, limit=limit, diversity=settings.diversity)
-    return [_scored(subscriber, pool, doc, hits.get(doc, []), extra.get(doc, []), relevance[doc], scores[doc], topics) for doc in chosen]
+        chosen = _diversify(order, scores, _groups(subscriber, relevance, order), topics, limit=limit, diversity=settings.diversity)
+    return _explained(subscriber, pool, chosen, relevance, scores, topics, liked)
 
 
 def _topic_matches(topic: Topic, pool: Pool) -> _TopicMatches:
-    phrases = {keyword: phrase(keyword) for keyword in topic.keywords}
-    matches = []
+    keywords = _keyword_phrases(topic.keywords)
+    return _TopicMatches(topic.name, tuple((keyword, pool.keyword_scores(keyword, words, longer)) for keyword, words, longer in keywords))
+
+
+@lru_cache(maxsize=65_536)
+def _keyword_phrases(keywords: tuple[str, ...]) -> tuple[tuple[str, Phrase, tuple[Phrase, ...]], ...]:
+    """Each keyword, its phrase and the topic's longer keywords that contain it: pure, so shared by every reader and pool."""
+    phrases = {keyword: phrase(keyword) for keyword in keywords}
+    found = []
     for keyword, words in phrases.items():
         if words:
             # "language model" inside "large language model" is one mention, not two.
             longer = tuple(other for other in phrases.values() if len(other) > len(words) and contains(other, words))
-            matches.append((keyword, pool.keyword_scores(keyword, words, longer)))
-    return _TopicMatches(topic.name, tuple(matches))
+            found.append((keyword, words, longer))
+    return tuple(found)
 
 
-def _topic_hits(subscriber: Subscriber, topics: list[_TopicMatches]) -> dict[int, list[tuple[float, int]]]:
-    """doc -> [(weighted topic score, topic index)] for every paper matching any topic."""
-    hits: dict[int, list[tuple[float, int]]] = {}
-    for index, (topic, matches) in enumerate(zip(subscriber.topics, topics)):
-        topic_scores: dict[int, float] = {}
-        for _, scores in matches.keywords:
-            for doc, value in scores.items():
-                topic_scores[doc] = topic_scores.get(doc, 0.0) + value
-        for doc, value in topic_scores.items():
-            doc_hits = hits.get(doc)
-            if doc_hits is None:
-                hits[doc] = [(topic.weight * value, index)]
-            else:
-                doc_hits.append((topic.weight * value, index))
-    return hits
+def _relevance(
+    subscriber: Subscriber, pool: Pool, topics: list[_TopicMatches], liked: Sequence[Entry], disliked: Sequence[Entry],
+) -> _Relevance:
+    size = len(pool)
+    totals = np.array([matches.total(size) for matches in topics]).reshape(len(topics), size)
+    weighted = np.array([topic.weight for topic in subscriber.topics]).reshape(-1, 1) * totals
+    matched = totals > 0
+    value = np.zeros(size)
+    for row in weighted:  # topic by topic, as the per-paper sum ran; unmatched topics add 0.0
+        value += row
+    value *= 1 + MULTI_TOPIC_BONUS * (matched.sum(axis=0) - 1)  # several topics beat one
+    authors = _authors(subscriber, pool)
+    value[list(authors)] += AUTHOR_BOOST
+    if liked:
+        similarity, closest = pool.similar(liked)
+        value += LIKED_BOOST * similarity  # 0 for papers like none of them
+    else:
+        closest = np.full(size, -1, np.intp)
+    if disliked:
+        value *= np.maximum(0.0, 1.0 - DISLIKED_DAMPING * pool.similar(disliked)[0])
+    return _Relevance(weighted, matched, value, authors, closest)
 
 
-def _combined(doc_hits: list[tuple[float, int]]) -> float:
-    if len(doc_hits) == 1:
-        return doc_hits[0][0]
-    return sum(hit[0] for hit in doc_hits) * (1 + MULTI_TOPIC_BONUS * (len(doc_hits) - 1))  # several topics beat one
-
-
-def _group(doc_hits: list[tuple[float, int]] | None, extra: list[Reason] | None, topics: list[_TopicMatches]) -> str:
-    if doc_hits:
-        return "topic:" + topics[max(doc_hits)[1]].name
-    return extra[0].kind if extra else ""
-
-
-def _add_authors(subscriber: Subscriber, pool: Pool, relevance: dict[int, float], extra: dict[int, list[Reason]]) -> None:
+def _authors(subscriber: Subscriber, pool: Pool) -> dict[int, str]:
+    authors: dict[int, str] = {}
     for wanted in subscriber.authors:
         for doc, name in pool.by_author(name_key(wanted)):
-            if any(reason.kind == "author" for reason in extra.get(doc, ())):
-                continue
-            relevance[doc] = relevance.get(doc, 0.0) + AUTHOR_BOOST
-            extra[doc].append(Reason("author", name))
+            authors.setdefault(doc, name)
+    return authors
 
 
-def _excluded(subscriber: Subscriber, pool: Pool) -> set[int]:
-    banned: set[int] = set()
+def _banned(subscriber: Subscriber, pool: Pool, unwanted: set[str]) -> Flags:
+    banned = np.zeros(len(pool), np.bool_)
     for text in subscriber.exclude:  # exact words (and plurals): "review" must not drop "reviewer"
-        banned.update(pool.counts(phrase(text), exact=True) if phrase(text) else ())
+        words = phrase(text)
+        if words:
+            banned[pool.docs_with(words, exact=True)] = True
+    banned[[pool.doc_of[entry_id] for entry_id in unwanted if entry_id in pool.doc_of]] = True
     return banned
 
 
-def _score(subscriber: Subscriber, entry: Entry, relevance: float, prior: float) -> float:
+def _scores(subscriber: Subscriber, pool: Pool, relevance: Floats, now: dt.datetime | None) -> Floats:
     """Relevance plus the small boosts, which only reorder papers that are relevant already."""
-    if relevance <= 0:
-        return 0.0
-    category = CATEGORY_BOOST if subscriber.categories and _category(subscriber, entry) else 0.0
-    return (relevance + category) * (1 + prior)
+    category = np.zeros(len(pool))
+    for name in subscriber.categories:
+        category[pool.category_docs(name)] = CATEGORY_BOOST
+    return np.where(relevance > 0, (relevance + category) * (1 + pool.priors(now)), 0.0)
 
 
 def _category(subscriber: Subscriber, entry: Entry) -> str | None:
     return next((c for c in entry.categories if c in subscriber.categories), None)
 
 
+def _groups(subscriber: Subscriber, relevance: _Relevance, docs: Docs) -> Docs:
+    """Per doc, what diversity counts picks of: its strongest topic (by name), else "author", else "liked".
+
+    Groups are numbered: each distinct topic name, then author, liked and none (see _named_groups).
+    """
+    names = _named_groups(subscriber)
+    is_author = np.zeros(len(relevance.value), np.bool_)
+    is_author[list(relevance.authors)] = True
+    fallback = np.where(is_author[docs], len(names) - 3, np.where(relevance.closest[docs] >= 0, len(names) - 2, len(names) - 1))
+    if not subscriber.topics:
+        return fallback
+    matched = relevance.matched[:, docs]
+    weighted = np.where(matched, relevance.weighted[:, docs], -np.inf)
+    strongest = len(subscriber.topics) - 1 - np.argmax(weighted[::-1], axis=0)  # a tie goes to the later topic
+    topic_group = np.array([names.index(f"topic:{topic.name}") for topic in subscriber.topics])[strongest]
+    return np.where(matched.any(axis=0), topic_group, fallback)
+
+
+def _named_groups(subscriber: Subscriber) -> list[str]:
+    return [*dict.fromkeys(f"topic:{topic.name}" for topic in subscriber.topics), "author", "liked", ""]
+
+
+def _explained(
+    subscriber: Subscriber, pool: Pool, chosen: list[int], relevance: _Relevance, scores: Floats, topics: list[_TopicMatches],
+    liked: Sequence[Entry],
+) -> list[ScoredEntry]:
+    """The picks with their full explanations, built only for what the reader will see; their columns fetched at once."""
+    picks = np.array(chosen, np.intp)
+    columns = zip(
+        chosen, relevance.weighted[:, picks].T.tolist(), relevance.matched[:, picks].T.tolist(),
+        relevance.closest[picks].tolist(), relevance.value[picks].tolist(), scores[picks].tolist(),
+    )
+    return [
+        _scored(
+            subscriber, pool.entries[doc], [(value, index) for index, (value, hit) in enumerate(zip(weighted, matched)) if hit],
+            relevance.authors.get(doc), liked[closest] if closest >= 0 else None, total > 0, score, topics, pool.highlights, doc,
+        )
+        for doc, weighted, matched, closest, total, score in columns
+    ]
+
+
 def _scored(
-    subscriber: Subscriber, pool: Pool, doc: int, doc_hits: list[tuple[float, int]], extra: list[Reason],
-    relevance: float, score: float, topics: list[_TopicMatches],
+    subscriber: Subscriber, entry: Entry, doc_hits: list[tuple[float, int]], author: str | None, closest: Entry | None,
+    relevant: bool, score: float, topics: list[_TopicMatches], highlights: Callable[[int, list[str]], tuple[str, ...]], doc: int,
 ) -> ScoredEntry:
-    """The full explanation, built only for what the reader will see: the strongest topic first."""
-    entry = pool.entries[doc]
-    matched = [topics[index] for _, index in sorted(doc_hits, reverse=True)]
-    reasons = [Reason("topic", matches.name, matches.terms(doc)) for matches in matched] + extra
-    category = _category(subscriber, entry) if relevance > 0 else None
+    """One pick's explanation: the strongest topic first, then the followed author, the liked paper, the category."""
+    terms = [(topics[index].name, topics[index].terms(doc)) for _, index in sorted(doc_hits, reverse=True)]
+    reasons = [Reason("topic", name, topic_terms) for name, topic_terms in terms]
+    if author is not None:
+        reasons.append(Reason("author", author))
+    if closest is not None:
+        reasons.append(Reason("liked", closest.title))
+    category = _category(subscriber, entry) if relevant else None
     if category:
         reasons.append(Reason("category", category))
-    keywords = [keyword for matches in matched for keyword in matches.terms(doc)]
-    return ScoredEntry(entry, round(score, 4), tuple(reasons), pool.highlights(doc, keywords))
+    keywords = [keyword for _, topic_terms in terms for keyword in topic_terms]
+    return ScoredEntry(entry, round(score, 4), tuple(reasons), highlights(doc, keywords))
 
 
-def _diversify(scores: dict[int, float], groups: dict[int, str], *, limit: int, diversity: float) -> list[int]:
+def _diversify(order: Docs, scores: Floats, groups: Docs, topics: list[_TopicMatches], *, limit: int, diversity: float) -> list[int]:
     """Greedy picks where each earlier pick from the same group discounts a paper by (1 - diversity).
 
-    Only each group's best ``limit`` papers can ever be picked, so the rest are never looked at.
+    ``order`` is every candidate best first and ``groups`` their groups; only each group's best
+    ``limit`` papers can ever be picked, so the rest are never looked at.
     """
-    by_group: dict[str, list[int]] = defaultdict(list)
-    for doc in scores:
-        by_group[groups[doc]].append(doc)
-    queues = {group: heapq.nsmallest(limit, docs, key=lambda doc: (-scores[doc], doc)) for group, docs in by_group.items()}
+    queues = {group: order[groups == group][:limit].tolist() for group in dict.fromkeys(groups.tolist())}
+    first_met = cache(lambda: _first_met(topics, dict(zip(order.tolist(), groups.tolist()))))
     picked: list[int] = []
-    taken: Counter[str] = Counter()
+    taken: Counter[int] = Counter()
     while len(picked) < limit and any(queues.values()):
-        group = max((g for g in queues if queues[g]), key=lambda g: scores[queues[g][0]] * (1 - diversity) ** taken[g])
+        keys = {group: float(scores[queue[0]]) * (1 - diversity) ** taken[group] for group, queue in queues.items() if queue}
+        best = max(keys.values())
+        tied = [group for group, key in keys.items() if key == best]
+        group = tied[0] if len(tied) == 1 else min(tied, key=first_met().index)
         picked.append(queues[group].pop(0))
         taken[group] += 1
     return picked
+
+
+def _first_met(topics: list[_TopicMatches], group_of: dict[int, int]) -> list[int]:
+    """Groups in the order a paper-by-paper pass meets their candidates: keyword by keyword, then
+    followed authors', then liked papers' (the numbers after the topics'). Equal discounted scores
+    go to the group met first, as they always did; only then is this Python pass over matches paid.
+    """
+    met: dict[int, None] = {}
+    for matches in topics:
+        for _, scores in matches.keywords:
+            for doc in scores.by_doc:
+                if doc in group_of:
+                    met.setdefault(group_of[doc])
+    return [*met, *sorted(set(group_of.values()) - set(met))]
