@@ -103,6 +103,7 @@ _HOST = re.compile(r"(?:[\w.~%!$&'()*+,;=-]+@)?(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:
 
 _SEPARATORS = re.compile(r"[\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")  # line breaks and separators text may not hold
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")  # C0 (but tab, newline), DEL, C1 (but NEL)
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")  # either of the two: one scan to find out
 
 
 def printable(value: Any) -> Any:
@@ -111,7 +112,8 @@ def printable(value: Any) -> Any:
     Jinja calls this on every ``{{ }}`` before escaping; ``\n`` and tab stay, since the text template's ``wrap``
     makes its own lines. Ingest already collapses whitespace; this is the render side's own guarantee.
     """
-    if isinstance(value, str) and (_CONTROLS.search(value) or _SEPARATORS.search(value)):
+    # str.isprintable is the cheap common answer; only text with a newline, tab or worse is scanned
+    if isinstance(value, str) and not value.isprintable() and _UNPRINTABLE.search(value):
         cleaned = _CONTROLS.sub("", _SEPARATORS.sub(" ", value))
         return type(value)(cleaned) if isinstance(value, markupsafe.Markup) else cleaned
     return value
@@ -148,12 +150,51 @@ def safe_url(url: str | None) -> str | None:
 @functools.lru_cache(maxsize=16384)  # abstracts and author lines are the same in every email that shows them
 def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str | None = None) -> str:
     """textwrap.fill for the text part; ``hanging`` indents continuation lines (numbered titles)."""
-    return textwrap.fill(
-        text, width=width, initial_indent=indent, subsequent_indent=indent if hanging is None else hanging,
-        break_long_words=False, break_on_hyphens=False,
-    )
+    subsequent = indent if hanging is None else hanging
+    if not text.isprintable():  # tabs, newlines, other spaces: textwrap's own rules for them
+        return textwrap.fill(
+            text, width=width, initial_indent=indent, subsequent_indent=subsequent, break_long_words=False, break_on_hyphens=False,
+        )
+    return fill_spaced(text, width, indent, subsequent)
+
+
+_SPACE_RUNS = re.compile(r"( +)")
+
+
+def fill_spaced(text: str, width: int, indent: str, subsequent: str) -> str:
+    """textwrap.fill (break_long_words and break_on_hyphens off) for text whose only whitespace is " ".
+
+    The same greedy algorithm as textwrap's _wrap_chunks, without its general chunking and option handling,
+    which cost 15-120 µs a call; tests/test_render_text.py checks it against textwrap on random text.
+    """
+    if len(indent) + len(text) <= width:  # most reasons, summaries and footers: one line
+        kept = text.rstrip(" ")
+        return indent + kept if kept else ""
+    chunks = [chunk for chunk in _SPACE_RUNS.split(text) if chunk]
+    chunks.reverse()
+    lines: list[str] = []
+    while chunks:
+        prefix = subsequent if lines else indent
+        room = width - len(prefix)
+        if lines and chunks[-1][0] == " ":  # a continuation line does not start with the space it broke at
+            chunks.pop()
+        line: list[str] = []
+        used = 0
+        while chunks and used + len(chunks[-1]) <= room:
+            used += len(chunks[-1])
+            line.append(chunks.pop())
+        if chunks and not line and len(chunks[-1]) > room:  # a word longer than the line goes on a line alone
+            line.append(chunks.pop())
+        if line and line[-1][0] == " ":
+            line.pop()
+        if line:
+            lines.append(prefix + "".join(line))
+    return "\n".join(lines)
+
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
 
 
 def tidy_text(text: str) -> str:
     """At most one blank line in a row, and a final newline."""
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    return _BLANK_RUNS.sub("\n\n", text).strip() + "\n"
