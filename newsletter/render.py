@@ -19,15 +19,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 import premailer
 
 from .errors import RenderError
 from .links import DigestLinks
-from .models import Digest, Entry, RenderedEmail, ScoredEntry, Subscriber
-from .render_text import highlight_parts, one_line, printable, safe_url, shorten_authors, tidy_text, trim_text, wrap
+from .models import Digest, Entry, Reason, RenderedEmail, ScoredEntry, Subscriber
+from .render_fragments import FragmentCache
+from .render_text import (
+    highlight_parts,
+    one_line,
+    printable,
+    safe_url,
+    shorten_authors,
+    tidy_text,
+    trim_text,
+    wrap,
+)
 
 ABSTRACT_CHARS = 480
 HTML_TEMPLATE = "digest.html.j2"
@@ -57,6 +67,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             finalize=printable,  # every value a template prints: no control character from a feed reaches an email
+            extensions=[FragmentCache],  # {% cache %}: what is the same in every email is rendered once per run
         )
         self.env.filters["wrap"] = wrap
         self.templates = templates
@@ -159,8 +170,79 @@ def inline_css(html: str) -> str:
 # --- the context the templates see ------------------------------------------------------------------
 
 
+class _View:
+    """A template value with attributes, readable as ``view["name"]`` too.
+
+    Jinja looks ``item.title`` up as an attribute first; on a dict that is an AttributeError raised and caught,
+    hundreds of times per email. Subscripts (``group["items"]``) keep working for templates written that way.
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Paper(_View):
+    """What every reader sees of a paper: computed once per entry (see ``_paper``)."""
+
+    id: str
+    title: str
+    link: str | None
+    authors: str
+    abstract: str
+    links: tuple[tuple[str, str], ...]  # (label, url); tuples, so they can key {% cache %}
+    upvotes: int | None
+
+
+class ReasonView(NamedTuple):
+    """A reason as a lead-in and the terms to mark: "Knowledge distillation: " + (distillation, teacher)."""
+
+    lead: str
+    terms: tuple[str, ...]
+    text: str
+
+
+@dataclass(slots=True)
+class Item(_View):
+    """One picked paper as one reader sees it: the paper's part plus this reader's (number, reasons, links)."""
+
+    id: str
+    title: str
+    link: str | None
+    authors: str
+    abstract: str
+    links: tuple[tuple[str, str], ...]
+    upvotes: int | None
+    abstract_parts: tuple[tuple[str, bool], ...]  # this reader's matched terms marked
+    topic: str
+    reasons: tuple[ReasonView, ...]
+    why: str  # the reasons as one line, for the text part
+    score: float
+    more_url: str | None
+    less_url: str | None
+    number: int = 0  # set once the items are grouped
+
+
+@dataclass(frozen=True, slots=True)
+class Group(_View):
+    topic: str
+    items: list[Item]
+
+
+@dataclass(frozen=True, slots=True)
+class Reader(_View):
+    id: str
+    name: str
+    email: str
+
+
 def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) -> dict[str, Any]:
-    items = [_item_context(item, feedback=links.feedback.get(item.entry.id)) for item in digest.items]
+    items = [_item(item, feedback=links.feedback.get(item.entry.id)) for item in digest.items]
     groups = _group_by_topic(items)
     subscriber = digest.subscriber
     period_word = "this week" if subscriber.frequency.startswith("weekly") else "today"
@@ -172,7 +254,7 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
         "date": f"{digest.created_at:%A} {digest.created_at.day} {digest.created_at:%B %Y}",
         "summary_line": f"Hello {subscriber.name}: {picked}." if items else f"Hello {subscriber.name}.",
         "period_word": period_word,
-        "subscriber": {"id": subscriber.id, "name": subscriber.name, "email": subscriber.email},
+        "subscriber": Reader(subscriber.id, subscriber.name, subscriber.email),
         "topics": ", ".join(topic.name for topic in subscriber.topics),
         "preferences_file": _preferences_file(subscriber),
         "considered": digest.considered,
@@ -199,6 +281,7 @@ def subject_line(title: str, items: Sequence[ScoredEntry], *, period_word: str =
     return f"{title} — {count}" + (f": {about}" if about else "")
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of topic names, in every subject line
 def _in_sentence(name: str) -> str:
     """A topic name as it reads mid-sentence: "Knowledge Distillation" -> "knowledge distillation".
 
@@ -211,38 +294,42 @@ def _in_sentence(name: str) -> str:
     return re.sub(r"\w+", lower, name)
 
 
-def _item_context(item: ScoredEntry, *, feedback: tuple[str, str] | None) -> dict[str, Any]:
+def _item(item: ScoredEntry, *, feedback: tuple[str, str] | None) -> Item:
     """What the templates show of one picked paper: the entry's own part (cached) plus this reader's part."""
-    shown = _entry_context(item.entry)
+    paper = _paper(item.entry)
     more_url, less_url = feedback or (None, None)
-    return {
-        **shown,
-        "more_url": more_url,
-        "less_url": less_url,
-        "abstract_parts": highlight_parts(shown["abstract"], item.highlights),
-        "topic": item.topics[0] if item.topics else _non_topic_group(item),
-        "reasons": [_reason_context(reason) for reason in item.reasons],
-        "score": item.score,
-    }
+    reasons = tuple(_reason_view(reason) for reason in item.reasons)
+    topics = item.topics
+    return Item(
+        id=paper.id, title=paper.title, link=paper.link, authors=paper.authors, abstract=paper.abstract, links=paper.links,
+        upvotes=paper.upvotes, abstract_parts=_highlighted(paper.abstract, item.highlights),
+        topic=topics[0] if topics else _non_topic_group(item), reasons=reasons, why="; ".join(reason.text for reason in reasons),
+        score=item.score, more_url=more_url, less_url=less_url,
+    )
 
 
 @functools.lru_cache(maxsize=8192)
-def _entry_context(entry: Entry) -> dict[str, Any]:
+def _paper(entry: Entry) -> Paper:
     """The same for every reader of a paper: computed once per entry, not once per email."""
     arxiv = entry.id[6:] if entry.id.startswith("arxiv:") else None
     link = safe_url(entry.link) or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None)
-    return {
-        "id": entry.id,
-        "title": entry.title,
-        "link": link,
-        "authors": shorten_authors(entry.authors),
-        "abstract": trim_text(entry.summary, ABSTRACT_CHARS),
-        "links": _paper_links(entry.id, link=link, pdf=safe_url(entry.pdf_url), on_daily_papers=entry.upvotes is not None),
-        "upvotes": entry.upvotes,
-    }
+    return Paper(
+        id=entry.id,
+        title=entry.title,
+        link=link,
+        authors=shorten_authors(entry.authors),
+        abstract=trim_text(entry.summary, ABSTRACT_CHARS),
+        links=_paper_links(entry.id, link=link, pdf=safe_url(entry.pdf_url), on_daily_papers=entry.upvotes is not None),
+        upvotes=entry.upvotes,
+    )
 
 
-def _paper_links(entry_id: str, *, link: str | None, pdf: str | None, on_daily_papers: bool) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=16384)  # readers who share a topic get the same terms marked in a paper
+def _highlighted(abstract: str, highlights: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
+    return tuple(highlight_parts(abstract, highlights))
+
+
+def _paper_links(entry_id: str, *, link: str | None, pdf: str | None, on_daily_papers: bool) -> tuple[tuple[str, str], ...]:
     """(label, url) in reading order: abstract page, PDF, the daily-papers page when the paper was there."""
     arxiv = entry_id[6:] if entry_id.startswith("arxiv:") else None
     found: list[tuple[str, str]] = []
@@ -256,14 +343,14 @@ def _paper_links(entry_id: str, *, link: str | None, pdf: str | None, on_daily_p
             found.append(("Read", link))
         if pdf:
             found.append(("PDF", pdf))
-    return found
+    return tuple(found)
 
 
-def _reason_context(reason: Any) -> dict[str, Any]:
-    """A reason as a lead-in and the terms to mark: "Knowledge distillation: " + [distillation, teacher]."""
+@functools.lru_cache(maxsize=8192)  # topic reasons repeat across readers who share the topic
+def _reason_view(reason: Reason) -> ReasonView:
     if reason.kind == "topic":
-        return {"lead": f"{reason.label}: ", "terms": list(reason.terms), "text": reason.describe()}
-    return {"lead": reason.describe(), "terms": [], "text": reason.describe()}
+        return ReasonView(f"{reason.label}: ", tuple(reason.terms), reason.describe())
+    return ReasonView(reason.describe(), (), reason.describe())
 
 
 def _non_topic_group(item: ScoredEntry) -> str:
@@ -271,15 +358,15 @@ def _non_topic_group(item: ScoredEntry) -> str:
     return "Authors you follow" if "author" in kinds else "Like papers you liked"
 
 
-def _group_by_topic(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _group_by_topic(items: list[Item]) -> list[Group]:
     """Groups in the order of their best paper; papers numbered as the reader sees them."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Item]] = {}
     for item in items:
-        groups.setdefault(item["topic"], []).append(item)
+        groups.setdefault(item.topic, []).append(item)
     shown = [member for members in groups.values() for member in members]
     for number, member in enumerate(shown, start=1):
-        member["number"] = number
-    return [{"topic": topic, "items": members} for topic, members in groups.items()]
+        member.number = number
+    return [Group(topic, members) for topic, members in groups.items()]
 
 
 def _preheader(items: Sequence[ScoredEntry], *, picked: str, period_word: str) -> str:
