@@ -170,6 +170,8 @@ def fill_spaced(text: str, width: int, indent: str, subsequent: str) -> str:
     if len(indent) + len(text) <= width:  # most reasons, summaries and footers: one line
         kept = text.rstrip(" ")
         return indent + kept if kept else ""
+    if text[0] != " " and text[-1] != " " and "  " not in text:  # every abstract, title and author line
+        return _fill_single_spaced(text, width, indent, subsequent)
     chunks = [chunk for chunk in _SPACE_RUNS.split(text) if chunk]
     chunks.reverse()
     lines: list[str] = []
@@ -192,7 +194,27 @@ def fill_spaced(text: str, width: int, indent: str, subsequent: str) -> str:
     return "\n".join(lines)
 
 
-_BLANK_RUNS = re.compile(r"\n{3,}")
+def _fill_single_spaced(text: str, width: int, indent: str, subsequent: str) -> str:
+    """fill_spaced for words separated by single spaces: each line is the longest run of whole words that fits
+    (or one word longer than the line), found with str.rfind instead of a Python step per word."""
+    lines: list[str] = []
+    start, end = 0, len(text)
+    while start < end:
+        prefix = subsequent if lines else indent
+        room = width - len(prefix)
+        if end - start <= room:
+            cut = end
+        else:
+            cut = text.rfind(" ", start, start + room + 1)
+            if cut < 0:  # the first word is longer than the line: it goes on a line alone
+                cut = text.find(" ", start)
+                cut = end if cut < 0 else cut
+        lines.append(prefix + text[start:cut])
+        start = cut + 1
+    return "\n".join(lines)
+
+
+_BLANK_RUNS = re.compile(r"\n\n\n+")  # not \n{3,}: that form gets no literal-prefix scan and is ~10x slower
 
 
 def tidy_text(text: str) -> str:

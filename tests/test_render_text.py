@@ -18,10 +18,20 @@ def _textwrap(text: str, width: int, indent: str, subsequent: str) -> str:
     return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=subsequent, break_long_words=False, break_on_hyphens=False)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(words=WORDS, width=st.integers(8, 90), indent=st.sampled_from(["", "   ", "  * "]), subsequent=st.sampled_from(["", "   ", " "]))
 def test_fill_spaced_wraps_as_textwrap_does(words: list[str], width: int, indent: str, subsequent: str) -> None:
     text = " ".join(words)  # runs of spaces, leading and trailing spaces, words longer than the line
+    assert fill_spaced(text, width, indent, subsequent) == _textwrap(text, width, indent, subsequent)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    words=st.lists(st.text(alphabet="ab-—“論", min_size=1, max_size=14) | st.just("x" * 80), min_size=1, max_size=60),
+    width=st.integers(8, 90), indent=st.sampled_from(["", "   "]), subsequent=st.sampled_from(["", "   "]),
+)
+def test_fill_spaced_wraps_single_spaced_words_as_textwrap_does(words: list[str], width: int, indent: str, subsequent: str) -> None:
+    text = " ".join(words)  # the shape of every abstract, title and author line: the rfind path
     assert fill_spaced(text, width, indent, subsequent) == _textwrap(text, width, indent, subsequent)
 
 
