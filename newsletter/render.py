@@ -12,6 +12,7 @@ once per email: see ``inline_template``.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import re
@@ -251,7 +252,7 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
         "title": branding.title,
         "subject": one_line(subject_line(branding.title, digest.items, period_word=period_word)),
         "preheader": _preheader(digest.items, picked=picked, period_word=period_word),
-        "date": f"{digest.created_at:%A} {digest.created_at.day} {digest.created_at:%B %Y}",
+        "date": _long_date(digest.created_at.date()),
         "summary_line": f"Hello {subscriber.name}: {picked}." if items else f"Hello {subscriber.name}.",
         "period_word": period_word,
         "subscriber": Reader(subscriber.id, subscriber.name, subscriber.email),
@@ -265,6 +266,12 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
     }
 
 
+@functools.lru_cache(maxsize=64)  # strftime twice per email adds up; a run spans a day or two
+def _long_date(day: dt.date) -> str:
+    """"Thursday 26 November 2026"."""
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
 def _preferences_file(subscriber: Subscriber) -> str:
     """The reader's own file, in its folder (newsletter.subscribers need not be "subscribers")."""
     path = subscriber.path
@@ -275,7 +282,7 @@ def subject_line(title: str, items: Sequence[ScoredEntry], *, period_word: str =
     """"Daily Papers — 8 picks: knowledge distillation, federated learning"."""
     if not items:
         return f"{title} — nothing new matched {period_word}"
-    topics = list(dict.fromkeys(_in_sentence(topic) for item in items for topic in item.topics[:1]))
+    topics = list(dict.fromkeys(_in_sentence(topic) for topic in map(_first_topic, items) if topic is not None))
     count = f"{len(items)} pick" + ("" if len(items) == 1 else "s")
     about = ", ".join(topics[:3]) + (" …" if len(topics) > 3 else "")
     return f"{title} — {count}" + (f": {about}" if about else "")
@@ -294,16 +301,23 @@ def _in_sentence(name: str) -> str:
     return re.sub(r"\w+", lower, name)
 
 
+def _first_topic(item: ScoredEntry) -> str | None:
+    """item.topics[0], without building the whole tuple: the subject and the grouping ask for every item."""
+    for reason in item.reasons:
+        if reason.kind == "topic":
+            return reason.label
+    return None
+
+
 def _item(item: ScoredEntry, *, feedback: tuple[str, str] | None) -> Item:
     """What the templates show of one picked paper: the entry's own part (cached) plus this reader's part."""
     paper = _paper(item.entry)
     more_url, less_url = feedback or (None, None)
     reasons = tuple(_reason_view(reason) for reason in item.reasons)
-    topics = item.topics
     return Item(
         id=paper.id, title=paper.title, link=paper.link, authors=paper.authors, abstract=paper.abstract, links=paper.links,
         upvotes=paper.upvotes, abstract_parts=_highlighted(paper.abstract, item.highlights),
-        topic=topics[0] if topics else _non_topic_group(item), reasons=reasons, why="; ".join(reason.text for reason in reasons),
+        topic=_first_topic(item) or _non_topic_group(item), reasons=reasons, why="; ".join(reason.text for reason in reasons),
         score=item.score, more_url=more_url, less_url=less_url,
     )
 
