@@ -7,7 +7,10 @@ http(s) or mailto.
 
 premailer is slow (it parses the CSS and matches every selector against the
 document), so it runs once per HTML template, on the template's source, not
-once per email: see ``inline_template``.
+once per email: see ``inline_template``. What every reader of a paper sees is
+computed once per paper (``_paper``) and rendered once per run (the templates'
+``{% cache %}`` fragments, keyed on what they show, see ``render_fragments``);
+what is each reader's own (numbering, signed links, name) is rendered per email.
 """
 
 from __future__ import annotations

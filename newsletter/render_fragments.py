@@ -3,7 +3,8 @@
 A digest run renders the same papers for many readers: a paper's title, authors and links come out the same in
 every email that shows them. Templates wrap such parts in ``{% cache %}`` with a key made of *every value the
 body reads* (``{% cache item.title, item.link %}``), so equal keys mean equal output and nothing of one reader
-(names, numbering, signed links) can reach another reader's email through the cache.
+(names, numbering, signed links) can reach another reader's email through the cache. Keys compare with ``==``,
+so give each key value one type (``1``, ``1.0`` and ``True`` are one key; so are ``"x"`` and ``Markup("x")``).
 
 Each ``{% cache %}`` tag is a site of its own (a number fixed when the template is compiled), so two tags with
 equal keys, or two compilations of one file (the pre-inlined copy and the file itself), never share output.
@@ -20,7 +21,7 @@ from jinja2 import nodes
 from jinja2.ext import Extension
 from jinja2.parser import Parser
 
-MAX_FRAGMENTS = 20_000  # about two days of papers in a few fragments each; a few KB apiece
+MAX_FRAGMENTS = 20_000  # 1,000 real digests leave ~9,400 fragments (6.5 MB): room for two such runs
 _LOOKUP = "{% cache %} lookup"  # filter names no template can spell: only the tag reaches them
 _KEEP = "{% cache %} keep"
 
