@@ -7,33 +7,43 @@ http(s) or mailto.
 
 premailer is slow (it parses the CSS and matches every selector against the
 document), so it runs once per HTML template, on the template's source, not
-once per email: see ``inline_template``.
+once per email: see ``inline_template``. What every reader of a paper sees is
+computed once per paper (``_paper``) and rendered once per run (the templates'
+``{% cache %}`` fragments, keyed on what they show, see ``render_fragments``);
+what is each reader's own (numbering, signed links, name) is rendered per email.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import re
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any, NamedTuple
 
 import jinja2
-import markupsafe
 import premailer
 
 from .errors import RenderError
 from .links import DigestLinks
-from .models import Digest, Entry, RenderedEmail, ScoredEntry, Subscriber
+from .models import Digest, Entry, Reason, RenderedEmail, ScoredEntry, Subscriber
+from .render_fragments import FragmentCache
+from .render_text import (
+    highlight_parts,
+    one_line,
+    printable,
+    safe_url,
+    shorten_authors,
+    tidy_text,
+    trim_text,
+    wrap,
+)
 
 ABSTRACT_CHARS = 480
-MAX_AUTHORS = 6
-TEXT_WIDTH = 76
 HTML_TEMPLATE = "digest.html.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 _BUNDLED_TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -61,6 +71,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             finalize=printable,  # every value a template prints: no control character from a feed reaches an email
+            extensions=[FragmentCache],  # {% cache %}: what is the same in every email is rendered once per run
         )
         self.env.filters["wrap"] = wrap
         self.templates = templates
@@ -163,8 +174,79 @@ def inline_css(html: str) -> str:
 # --- the context the templates see ------------------------------------------------------------------
 
 
+class _View:
+    """A template value with attributes, readable as ``view["name"]`` too.
+
+    Jinja looks ``item.title`` up as an attribute first; on a dict that is an AttributeError raised and caught,
+    hundreds of times per email. Subscripts (``group["items"]``) keep working for templates written that way.
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Paper(_View):
+    """What every reader sees of a paper: computed once per entry (see ``_paper``)."""
+
+    id: str
+    title: str
+    link: str | None
+    authors: str
+    abstract: str
+    links: tuple[tuple[str, str], ...]  # (label, url); tuples, so they can key {% cache %}
+    upvotes: int | None
+
+
+class ReasonView(NamedTuple):
+    """A reason as a lead-in and the terms to mark: "Knowledge distillation: " + (distillation, teacher)."""
+
+    lead: str
+    terms: tuple[str, ...]
+    text: str
+
+
+@dataclass(slots=True)
+class Item(_View):
+    """One picked paper as one reader sees it: the paper's part plus this reader's (number, reasons, links)."""
+
+    id: str
+    title: str
+    link: str | None
+    authors: str
+    abstract: str
+    links: tuple[tuple[str, str], ...]
+    upvotes: int | None
+    abstract_parts: tuple[tuple[str, bool], ...]  # this reader's matched terms marked
+    topic: str
+    reasons: tuple[ReasonView, ...]
+    why: str  # the reasons as one line, for the text part
+    score: float
+    more_url: str | None
+    less_url: str | None
+    number: int = 0  # set once the items are grouped
+
+
+@dataclass(frozen=True, slots=True)
+class Group(_View):
+    topic: str
+    items: list[Item]
+
+
+@dataclass(frozen=True, slots=True)
+class Reader(_View):
+    id: str
+    name: str
+    email: str
+
+
 def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) -> dict[str, Any]:
-    items = [_item_context(item, feedback=links.feedback.get(item.entry.id)) for item in digest.items]
+    items = [_item(item, feedback=links.feedback.get(item.entry.id)) for item in digest.items]
     groups = _group_by_topic(items)
     subscriber = digest.subscriber
     period_word = "this week" if subscriber.frequency.startswith("weekly") else "today"
@@ -173,10 +255,10 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
         "title": branding.title,
         "subject": one_line(subject_line(branding.title, digest.items, period_word=period_word)),
         "preheader": _preheader(digest.items, picked=picked, period_word=period_word),
-        "date": f"{digest.created_at:%A} {digest.created_at.day} {digest.created_at:%B %Y}",
+        "date": _long_date(digest.created_at.date()),
         "summary_line": f"Hello {subscriber.name}: {picked}." if items else f"Hello {subscriber.name}.",
         "period_word": period_word,
-        "subscriber": {"id": subscriber.id, "name": subscriber.name, "email": subscriber.email},
+        "subscriber": Reader(subscriber.id, subscriber.name, subscriber.email),
         "topics": ", ".join(topic.name for topic in subscriber.topics),
         "preferences_file": _preferences_file(subscriber),
         "considered": digest.considered,
@@ -185,6 +267,12 @@ def digest_context(digest: Digest, *, branding: Branding, links: DigestLinks) ->
         "items": items,
         "unsubscribe_url": links.unsubscribe,
     }
+
+
+@functools.lru_cache(maxsize=64)  # strftime twice per email adds up; a run spans a day or two
+def _long_date(day: dt.date) -> str:
+    """"Thursday 26 November 2026"."""
+    return f"{day:%A} {day.day} {day:%B %Y}"
 
 
 def _preferences_file(subscriber: Subscriber) -> str:
@@ -197,12 +285,13 @@ def subject_line(title: str, items: Sequence[ScoredEntry], *, period_word: str =
     """"Daily Papers — 8 picks: knowledge distillation, federated learning"."""
     if not items:
         return f"{title} — nothing new matched {period_word}"
-    topics = list(dict.fromkeys(_in_sentence(topic) for item in items for topic in item.topics[:1]))
+    topics = list(dict.fromkeys(_in_sentence(topic) for topic in map(_first_topic, items) if topic is not None))
     count = f"{len(items)} pick" + ("" if len(items) == 1 else "s")
     about = ", ".join(topics[:3]) + (" …" if len(topics) > 3 else "")
     return f"{title} — {count}" + (f": {about}" if about else "")
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of topic names, in every subject line
 def _in_sentence(name: str) -> str:
     """A topic name as it reads mid-sentence: "Knowledge Distillation" -> "knowledge distillation".
 
@@ -215,38 +304,49 @@ def _in_sentence(name: str) -> str:
     return re.sub(r"\w+", lower, name)
 
 
-def _item_context(item: ScoredEntry, *, feedback: tuple[str, str] | None) -> dict[str, Any]:
+def _first_topic(item: ScoredEntry) -> str | None:
+    """item.topics[0], without building the whole tuple: the subject and the grouping ask for every item."""
+    for reason in item.reasons:
+        if reason.kind == "topic":
+            return reason.label
+    return None
+
+
+def _item(item: ScoredEntry, *, feedback: tuple[str, str] | None) -> Item:
     """What the templates show of one picked paper: the entry's own part (cached) plus this reader's part."""
-    shown = _entry_context(item.entry)
+    paper = _paper(item.entry)
     more_url, less_url = feedback or (None, None)
-    return {
-        **shown,
-        "more_url": more_url,
-        "less_url": less_url,
-        "abstract_parts": highlight_parts(shown["abstract"], item.highlights),
-        "topic": item.topics[0] if item.topics else _non_topic_group(item),
-        "reasons": [_reason_context(reason) for reason in item.reasons],
-        "score": item.score,
-    }
+    reasons = tuple(_reason_view(reason) for reason in item.reasons)
+    return Item(
+        id=paper.id, title=paper.title, link=paper.link, authors=paper.authors, abstract=paper.abstract, links=paper.links,
+        upvotes=paper.upvotes, abstract_parts=_highlighted(paper.abstract, item.highlights),
+        topic=_first_topic(item) or _non_topic_group(item), reasons=reasons, why="; ".join(reason.text for reason in reasons),
+        score=item.score, more_url=more_url, less_url=less_url,
+    )
 
 
 @functools.lru_cache(maxsize=8192)
-def _entry_context(entry: Entry) -> dict[str, Any]:
+def _paper(entry: Entry) -> Paper:
     """The same for every reader of a paper: computed once per entry, not once per email."""
     arxiv = entry.id[6:] if entry.id.startswith("arxiv:") else None
     link = safe_url(entry.link) or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None)
-    return {
-        "id": entry.id,
-        "title": entry.title,
-        "link": link,
-        "authors": shorten_authors(entry.authors),
-        "abstract": trim_text(entry.summary, ABSTRACT_CHARS),
-        "links": _paper_links(entry.id, link=link, pdf=safe_url(entry.pdf_url), on_daily_papers=entry.upvotes is not None),
-        "upvotes": entry.upvotes,
-    }
+    return Paper(
+        id=entry.id,
+        title=entry.title,
+        link=link,
+        authors=shorten_authors(entry.authors),
+        abstract=trim_text(entry.summary, ABSTRACT_CHARS),
+        links=_paper_links(entry.id, link=link, pdf=safe_url(entry.pdf_url), on_daily_papers=entry.upvotes is not None),
+        upvotes=entry.upvotes,
+    )
 
 
-def _paper_links(entry_id: str, *, link: str | None, pdf: str | None, on_daily_papers: bool) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=16384)  # readers who share a topic get the same terms marked in a paper
+def _highlighted(abstract: str, highlights: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
+    return tuple(highlight_parts(abstract, highlights))
+
+
+def _paper_links(entry_id: str, *, link: str | None, pdf: str | None, on_daily_papers: bool) -> tuple[tuple[str, str], ...]:
     """(label, url) in reading order: abstract page, PDF, the daily-papers page when the paper was there."""
     arxiv = entry_id[6:] if entry_id.startswith("arxiv:") else None
     found: list[tuple[str, str]] = []
@@ -260,14 +360,14 @@ def _paper_links(entry_id: str, *, link: str | None, pdf: str | None, on_daily_p
             found.append(("Read", link))
         if pdf:
             found.append(("PDF", pdf))
-    return found
+    return tuple(found)
 
 
-def _reason_context(reason: Any) -> dict[str, Any]:
-    """A reason as a lead-in and the terms to mark: "Knowledge distillation: " + [distillation, teacher]."""
+@functools.lru_cache(maxsize=8192)  # topic reasons repeat across readers who share the topic
+def _reason_view(reason: Reason) -> ReasonView:
     if reason.kind == "topic":
-        return {"lead": f"{reason.label}: ", "terms": list(reason.terms), "text": reason.describe()}
-    return {"lead": reason.describe(), "terms": [], "text": reason.describe()}
+        return ReasonView(f"{reason.label}: ", tuple(reason.terms), reason.describe())
+    return ReasonView(reason.describe(), (), reason.describe())
 
 
 def _non_topic_group(item: ScoredEntry) -> str:
@@ -275,15 +375,15 @@ def _non_topic_group(item: ScoredEntry) -> str:
     return "Authors you follow" if "author" in kinds else "Like papers you liked"
 
 
-def _group_by_topic(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _group_by_topic(items: list[Item]) -> list[Group]:
     """Groups in the order of their best paper; papers numbered as the reader sees them."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Item]] = {}
     for item in items:
-        groups.setdefault(item["topic"], []).append(item)
+        groups.setdefault(item.topic, []).append(item)
     shown = [member for members in groups.values() for member in members]
     for number, member in enumerate(shown, start=1):
-        member["number"] = number
-    return [{"topic": topic, "items": members} for topic, members in groups.items()]
+        member.number = number
+    return [Group(topic, members) for topic, members in groups.items()]
 
 
 def _preheader(items: Sequence[ScoredEntry], *, picked: str, period_word: str) -> str:
@@ -291,147 +391,3 @@ def _preheader(items: Sequence[ScoredEntry], *, picked: str, period_word: str) -
     if not items:
         return f"Nothing new matched your topics {period_word}."
     return trim_text(f"{picked}: " + " · ".join(item.entry.title for item in items[:3]), 140)
-
-
-# --- text helpers ----------------------------------------------------------------------------------
-
-
-def shorten_authors(authors: Sequence[str], limit: int = MAX_AUTHORS) -> str:
-    """"A, B, C … +12" for long lists."""
-    if len(authors) <= limit:
-        return ", ".join(authors)
-    shown = limit - 1
-    return ", ".join(authors[:shown]) + f" … +{len(authors) - shown}"
-
-
-def trim_text(text: str, limit: int) -> str:
-    """Cut at a sentence end when one is near the limit, else at a word boundary; never mid-word.
-
-    Trimming happens on plain text, before escaping, so it can never split an HTML entity.
-    """
-    if len(text) <= limit:
-        return text
-    window = text[: limit + 1]
-    sentence_end = _last_sentence_end(window)
-    if sentence_end >= limit * 0.6:
-        return window[: sentence_end + 1]
-    cut = window.rfind(" ")
-    return (window[:cut] if cut > 0 else text[:limit]).rstrip(" ,;:-") + " …"
-
-
-_SENTENCE_END = re.compile(r"[.?!](?= )")
-_ABBREVIATIONS = frozenset({
-    "al.", "cf.", "etc.", "vs.", "fig.", "figs.", "eq.", "eqs.", "sec.", "ref.", "refs.", "resp.", "approx.", "no.", "vol.",
-})
-_INITIALS = re.compile(r"(?:[^\W\d_]\.)+")  # e.g. i.e. w.r.t. i.i.d. U.S. J.
-
-
-def _last_sentence_end(window: str) -> int:
-    """Index of the last ". " / "? " / "! " that ends a sentence, not an abbreviation ("et al.", "e.g."); else -1."""
-    for match in reversed(list(_SENTENCE_END.finditer(window))):
-        word = window[: match.end()].rsplit(None, 1)[-1].lstrip("([{\"'“‘")
-        if word.lower() not in _ABBREVIATIONS and not _INITIALS.fullmatch(word):
-            return match.start()
-    return -1
-
-
-def highlight_parts(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:
-    """``text`` cut into (piece, is_match) so the template can <mark> every whole-word match of a term.
-
-    Case-insensitive; longer terms win where matches overlap. Plain string search rather than
-    one regex per email: the terms differ for every reader, so compiled patterns never repeat.
-    """
-    if not text:
-        return []
-    lowered = text.lower()
-    if len(lowered) != len(text):  # a few characters change length when lowered ("İ"): keep offsets exact
-        lowered = "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in text)
-    taken = [False] * len(text)
-    spans = []
-    for term in sorted({t.lower() for t in terms if t}, key=len, reverse=True):
-        start = lowered.find(term)
-        while start >= 0:
-            end = start + len(term)
-            if _is_boundary(text, start, end) and not any(taken[start:end]):
-                spans.append((start, end))
-                taken[start:end] = [True] * len(term)
-            start = lowered.find(term, start + 1)
-    parts: list[tuple[str, bool]] = []
-    last = 0
-    for start, end in sorted(spans):
-        if start > last:
-            parts.append((text[last:start], False))
-        parts.append((text[start:end], True))
-        last = end
-    if last < len(text):
-        parts.append((text[last:], False))
-    return parts
-
-
-def _is_boundary(text: str, start: int, end: int) -> bool:
-    """No letter, digit or underscore right before or after: a whole-word match."""
-    before = text[start - 1] if start > 0 else " "
-    after = text[end] if end < len(text) else " "
-    return not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_")
-
-
-_URL_KEEP = "!#$%&'()*+,/:;=?@[]~-._"  # RFC 3986 reserved and unreserved characters, and existing %-escapes
-_HOST = re.compile(r"(?:[\w.~%!$&'()*+,;=-]+@)?(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
-
-
-_SEPARATORS = re.compile(r"[\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")  # line breaks and separators text may not hold
-_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")  # C0 (but tab, newline), DEL, C1 (but NEL)
-
-
-def printable(value: Any) -> Any:
-    """A printed value without control characters: separators become a space, the rest (NUL, ESC, ...) go.
-
-    Jinja calls this on every ``{{ }}`` before escaping; ``\n`` and tab stay, since the text template's ``wrap``
-    makes its own lines. Ingest already collapses whitespace; this is the render side's own guarantee.
-    """
-    if isinstance(value, str) and (_CONTROLS.search(value) or _SEPARATORS.search(value)):
-        cleaned = _CONTROLS.sub("", _SEPARATORS.sub(" ", value))
-        return type(value)(cleaned) if isinstance(value, markupsafe.Markup) else cleaned
-    return value
-
-
-def one_line(text: str) -> str:
-    """``text`` fit for a header or a subject: printable, whitespace collapsed."""
-    return " ".join(printable(text).split())
-
-
-def safe_url(url: str | None) -> str | None:
-    """An http(s) URL from a feed as a well-formed URI, or None.
-
-    Any other scheme (javascript:, data:, vbscript:, a scheme hidden behind spaces or control characters) and any
-    URL without a plain host is refused. Whatever RFC 3986 does not allow in a path, query or fragment (spaces,
-    quotes, angle brackets, backticks, control characters, non-ASCII) is percent-encoded, so a link can neither
-    break out of its attribute in a client that mangles quoting nor carry a space into the text part.
-    """
-    if not url or not re.match(r"https?://", url := url.strip(), re.I):
-        return None
-    try:
-        parts = urlsplit(url)  # also drops the tabs and newlines a URL parser ignores
-        netloc = parts.netloc.encode("idna").decode("ascii") if not parts.netloc.isascii() else parts.netloc
-    except (ValueError, UnicodeError):
-        return None
-    if not _HOST.fullmatch(netloc):
-        return None
-    return urlunsplit((
-        parts.scheme.lower(), netloc, quote(parts.path, safe=_URL_KEEP), quote(parts.query, safe=_URL_KEEP),
-        quote(parts.fragment, safe=_URL_KEEP),
-    ))
-
-
-@functools.lru_cache(maxsize=16384)  # abstracts and author lines are the same in every email that shows them
-def wrap(text: str, width: int = TEXT_WIDTH, indent: str = "", hanging: str | None = None) -> str:
-    """textwrap.fill for the text part; ``hanging`` indents continuation lines (numbered titles)."""
-    return textwrap.fill(
-        text, width=width, initial_indent=indent, subsequent_indent=indent if hanging is None else hanging,
-        break_long_words=False, break_on_hyphens=False,
-    )
-
-
-def tidy_text(text: str) -> str:
-    """At most one blank line in a row, and a final newline."""
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
