@@ -98,6 +98,7 @@ class Sender:
 
     def deliver(
         self, *, ids: Sequence[int] | None = None, subscribers: Sequence[str] | None = None, built: dict[int, DigestOutcome] | None = None,
+        messages: dict[int, bytes] | None = None,
     ) -> Iterator[DigestOutcome]:
         """Send what is due in the outbox (narrowed to these digest ids or readers)."""
         if self.server_down:
@@ -106,7 +107,7 @@ class Sender:
             return
         outcomes = deliver_outbox(
             self.store, self.transport, policy=self.job.policy, clock=self.job.clock, ids=ids, subscribers=subscribers,
-            built=built, stop=self.stop, limiter=self.limiter,
+            built=built, stop=self.stop, limiter=self.limiter, messages=messages,
         )
         for outcome in outcomes:
             self.server_down = self.server_down or outcome.status == "unavailable"
@@ -155,13 +156,14 @@ def run_batch(job: BatchJob, sender: Sender, readers: Sequence[Subscriber], *, s
         return
     ids = sender.store.queue_digests([prepared.digest for prepared in ready if prepared.digest is not None])
     built: dict[int, DigestOutcome] = {}
+    messages: dict[int, bytes] = {}  # the bytes just stored: sent from memory, not read back
     for prepared, digest_id in zip(ready, ids):
         if digest_id is None:
             yield replace(prepared.outcome, detail="another run queued it first")
-        else:
-            built[digest_id] = prepared.outcome
+        elif prepared.digest is not None:
+            built[digest_id], messages[digest_id] = prepared.outcome, prepared.digest.message
     if built:
-        yield from sender.deliver(ids=list(built), built=built)
+        yield from sender.deliver(ids=list(built), built=built, messages=messages)
 
 
 def run_batches(

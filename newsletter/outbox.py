@@ -69,13 +69,14 @@ class RateLimiter:
 def deliver_outbox(
     store: Store, transport: object, *, policy: DeliveryPolicy, clock: Clock, subscribers: Iterable[str] | None = None,
     ids: Iterable[int] | None = None, built: dict[int, DigestOutcome] | None = None, stop: StopFlag | None = None,
-    limiter: RateLimiter | None = None,
+    limiter: RateLimiter | None = None, messages: dict[int, bytes] | None = None,
 ) -> Iterator[DigestOutcome]:
     """Send every due digest (fresh ones, retries whose time has come, abandoned claims); one outcome each.
 
     ``subscribers`` or ``ids`` narrow it to those readers or digests. ``built`` holds the outcomes of
-    digests this run just queued (subject, counts), keyed by digest id. A bounce is recorded and the
-    batch goes on; a server that cannot be reached stops the batch.
+    digests this run just queued (subject, counts), keyed by digest id, and ``messages`` their bytes,
+    still in memory (so they are not read back). A bounce is recorded and the batch goes on; a server
+    that cannot be reached stops the batch.
     """
     built = built or {}
     limiter = limiter or RateLimiter(policy.rate_limit, stop=stop)
@@ -87,14 +88,16 @@ def deliver_outbox(
         if stop is not None and stop.is_set():
             yield from _left_queued(pending[position:], built, "stopped before sending; the next run sends it")
             return
-        outcome, server_down = _send_one(store, transport, queued, policy=policy)
+        outcome, server_down = _send_one(store, transport, queued, policy=policy, message=(messages or {}).get(queued.id))
         yield _merged(outcome, built.get(queued.id))
         if server_down:
             yield from _left_queued(pending[position + 1 :], built, "not tried: the server is unavailable; the next run retries")
             return
 
 
-def _send_one(store: Store, transport: object, queued: QueuedDigest, *, policy: DeliveryPolicy) -> tuple[DigestOutcome, bool]:
+def _send_one(
+    store: Store, transport: object, queued: QueuedDigest, *, policy: DeliveryPolicy, message: bytes | None = None,
+) -> tuple[DigestOutcome, bool]:
     """Claim, send, record: (the outcome, whether the server is unavailable for the rest of the batch).
 
     Only the claimed message can be in flight twice (if this process dies mid-send).
@@ -106,7 +109,7 @@ def _send_one(store: Store, transport: object, queued: QueuedDigest, *, policy: 
         return DigestOutcome(queued.subscriber, "queued", queued.period, detail="another process claimed it first"), False
     attempt = {"max_attempts": policy.max_attempts, "retry_after": policy.retry_after}
     try:
-        message = store.message_of(queued.id)
+        message = message if message is not None else store.message_of(queued.id)
         reply = transport.send(message, sender=policy.sender, recipient=queued.recipient)  # type: ignore[attr-defined]
     except RecipientRefused as exc:
         store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc), permanent=True))
