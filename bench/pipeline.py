@@ -227,12 +227,12 @@ def run_size(count: int, entries_wanted: int, sample: int, naive_sample: int, re
             digests = [d for d in digests if d.items]
             out["nonempty_share"] = len(digests) / len(picked)
             out["renderer_start_s"], renderer = timed(lambda: Renderer(config.templates))
-            branding = pipeline._branding(config)
+            branding = pipeline.branding_of(config)
 
             def deliver_one(digest, renderer, build=build_message) -> int:
                 links = pipeline.links_for(config, digest, signer=None)
                 email = renderer.render(digest, branding=branding, links=links)
-                envelope = pipeline._envelope(config, digest.subscriber, links)
+                envelope = pipeline.envelope_for(config, digest.subscriber, links)
                 if build is build_message:
                     _, message = build_message(email, envelope=envelope, now=NOW)
                 else:
