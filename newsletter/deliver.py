@@ -321,7 +321,25 @@ def _quoted_printable(text: str) -> bytes:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"
-    return binascii.b2a_qp(text.encode().replace(b"\n", b"\r\n"))
+    encoded = binascii.b2a_qp(text.encode().replace(b"\n", b"\r\n"))
+    if max(map(len, encoded.split(b"\r\n")), default=0) <= _QP_LINE:
+        return encoded
+    return b"\r\n".join(_qp_folded(line) for line in encoded.split(b"\r\n"))
+
+
+_QP_LINE = 76  # RFC 2045's limit on an encoded line
+
+
+def _qp_folded(line: bytes) -> bytes:
+    """A line b2a_qp left too long (it encodes a line's trailing space as =20 after counting): soft breaks, never inside =XX."""
+    pieces = []
+    while len(line) > _QP_LINE:
+        cut = _QP_LINE - 1  # room for the soft break's "="
+        cut -= 1 if line[cut - 1 : cut] == b"=" else 2 if line[cut - 2 : cut - 1] == b"=" else 0
+        pieces.append(line[:cut] + b"=")
+        line = line[cut:]
+    pieces.append(line)
+    return b"\r\n".join(pieces)
 
 
 # --- shared -------------------------------------------------------------------------------------------------------

@@ -230,6 +230,7 @@ BODIES = st.one_of(
 @example(text="   \n \t\n.\n=\n", html="\r")
 @example(text="\n\r", html=" " * 200)
 @example(text="x" * 76 + "\n" + "x" * 77, html="=" * 100 + " ")
+@example(text="", html="é\x00From 0𐀀00000\x80\x80\x80\x80\x80𐀀 \n")  # found by hypothesis: b2a_qp's =20 made a 77-character line
 def test_random_bodies_decode_to_the_text_as_emailmessage_gives_it(text: str, html: str) -> None:
     message_id, raw, reference = both(RenderedEmail("Daily", html, text), envelope())
     assert_same_message(message_id, raw, reference)
