@@ -72,13 +72,20 @@ class Prepared:
 
 
 @dataclass(frozen=True)
+class Sending:
+    """How a process sends: its transport (made on the first message, in the process that sends it), policy and clock."""
+
+    make_transport: Callable[[], Transport]
+    policy: DeliveryPolicy
+    clock: Clock
+
+
+@dataclass(frozen=True)
 class BatchJob:
     prepare: Callable[[Store, Subscriber], Prepared]  # rank, render and build the message; no write but "empty"
     open_store: Callable[[], Store]  # each process opens its own connection
-    make_transport: Callable[[], Transport]  # on the first message to send, in the process that sends it
-    policy: DeliveryPolicy
-    clock: Clock
-    send: bool = True  # False: --dry-run, nothing queued or sent
+    sending: Sending
+    warm: Callable[[], None] = lambda: None  # builds what workers share (pool, templates) before they fork
 
 
 class Sender:
@@ -87,12 +94,12 @@ class Sender:
     """
 
     def __init__(
-        self, job: BatchJob, store: Store, *, stop: StopFlag | None = None, limiter: RateLimiter | None = None,
+        self, sending: Sending, store: Store, *, stop: StopFlag | None = None, limiter: RateLimiter | None = None,
         transport: Transport | None = None,
     ) -> None:
-        self.job, self.store, self.stop = job, store, stop
-        self.limiter = limiter or RateLimiter(job.policy.rate_limit, stop=stop)
-        self.transport: Transport = transport or _LazyTransport(job.make_transport)
+        self.sending, self.store, self.stop = sending, store, stop
+        self.limiter = limiter or RateLimiter(sending.policy.rate_limit, stop=stop)
+        self.transport: Transport = transport or _LazyTransport(sending.make_transport)
         self._own_transport = transport is None
         self.server_down = False
 
@@ -106,7 +113,7 @@ class Sender:
                 yield replace(outcome, detail="not tried: the server is unavailable; the next run retries")
             return
         outcomes = deliver_outbox(
-            self.store, self.transport, policy=self.job.policy, clock=self.job.clock, ids=ids, subscribers=subscribers,
+            self.store, self.transport, policy=self.sending.policy, clock=self.sending.clock, ids=ids, subscribers=subscribers,
             built=built, stop=self.stop, limiter=self.limiter, messages=messages,
         )
         for outcome in outcomes:
@@ -180,24 +187,25 @@ def run_batches(
 
 def run_batches_in_workers(
     job: BatchJob, readers: Iterable[Subscriber], *, workers: int, stop: threading.Event | SharedStop | None,
-    report: Callable[[DigestOutcome], None], warm: Callable[[], None] = lambda: None, size: int = BATCH_SIZE,
+    report: Callable[[DigestOutcome], None], size: int = BATCH_SIZE,
 ) -> None:
     """The same on ``workers`` forked processes; outcomes come back here (reported as they arrive).
 
-    ``warm`` builds what the workers share (the candidate pool, the templates) before the fork.
+    ``job.warm`` builds what the workers share (the candidate pool, the templates) before the fork.
     A SIGINT/SIGTERM or ``stop`` ends every worker after its message in flight.
     """
-    warm()
+    job.warm()
     gc.collect()
     gc.freeze()  # the shared objects stay out of the collector's way: fewer copy-on-write page copies in the workers
     context = multiprocessing.get_context("fork")
     tasks: Any = context.Queue(maxsize=workers * 2)  # bounded: the parent reads subscriber files only a little ahead
     results: Any = context.Queue()
     halt = stop if isinstance(stop, SharedStop) else SharedStop()
-    rate = job.policy.rate_limit
-    share = replace(job.policy, rate_limit=max(1, rate // workers) if rate else 0)  # the provider's limit is for all of them
+    policy = job.sending.policy
+    share = replace(policy, rate_limit=max(1, policy.rate_limit // workers) if policy.rate_limit else 0)  # the limit is for all of them
+    each = replace(job, sending=replace(job.sending, policy=share))
     processes = [
-        context.Process(target=_worker, args=(replace(job, policy=share), tasks, results, halt), name=f"digest-worker-{n}", daemon=True)
+        context.Process(target=_worker, args=(each, tasks, results, halt), name=f"digest-worker-{n}", daemon=True)
         for n in range(workers)
     ]
     for process in processes:
@@ -272,7 +280,7 @@ def _worker(job: BatchJob, tasks: Any, results: Any, halt: SharedStop) -> None:
         signal.signal(signum, lambda *_: halt.set())
     try:
         store = job.open_store()
-        sender = Sender(job, store, stop=halt, limiter=RateLimiter(job.policy.rate_limit, stop=halt))
+        sender = Sender(job.sending, store, stop=halt)
         try:
             while not halt.is_set():
                 try:

@@ -20,6 +20,7 @@ from .batch import (
     BatchJob,
     Prepared,
     Sender,
+    Sending,
     SharedStop,
     run_batches,
     run_batches_in_workers,
@@ -129,7 +130,7 @@ def run_digests(
     with _sending_store(config, clock=clock) as store:
         unsubscribed = store.unsubscribed()
         job = _digest_job(config, request, clock=clock, signer=signer, unsubscribed=unsubscribed)
-        sender = Sender(job, store, stop=stop, limiter=limiter, transport=transport)
+        sender = Sender(job.sending, store, stop=stop, limiter=limiter, transport=transport)
         try:
             if not request.dry_run:  # what waits from earlier runs goes first
                 only = list(request.subscriber_ids) or None
@@ -140,7 +141,7 @@ def run_digests(
         finally:
             sender.close()
     if workers > 1:
-        run_batches_in_workers(job, readers, workers=workers, stop=stop, report=report, warm=job.warm, size=batch_size)
+        run_batches_in_workers(job, readers, workers=workers, stop=stop, report=report, size=batch_size)
     report.finish()
     return RunReport(digests=tuple(report.outcomes), problems=tuple(problems))
 
@@ -151,24 +152,14 @@ def deliver_due(
 ) -> RunReport:
     """Send what waits in the outbox and is due (retries whose backoff has passed, abandoned claims)."""
     report = _Outcomes(on_digest, None, total=0)
-    job = BatchJob(prepare=_nothing_to_prepare, open_store=_no_store, make_transport=lambda: make_transport(config),
-                   policy=_delivery_policy(config), clock=clock)
     with _sending_store(config, clock=clock) as store:
-        sender = Sender(job, store, stop=stop, transport=transport)
+        sender = Sender(_sending(config, clock=clock), store, stop=stop, transport=transport)
         try:
             for outcome in sender.deliver():
                 report(outcome)
         finally:
             sender.close()
     return RunReport(digests=tuple(report.outcomes))
-
-
-def _nothing_to_prepare(store: Store, subscriber: Subscriber) -> Prepared:
-    raise AssertionError("deliver_due prepares no digest")
-
-
-def _no_store() -> Store:
-    raise AssertionError("deliver_due uses the store it opened")
 
 
 class _Outcomes:
@@ -249,18 +240,14 @@ class _RememberedFiles:
             self._new = []
 
 
-def _delivery_policy(config: Config) -> DeliveryPolicy:
-    return DeliveryPolicy(sender=config.sender, max_attempts=config.max_attempts, retry_after=config.retry_after, rate_limit=config.rate_limit)
-
-
-@dataclass(frozen=True)
-class _DigestJob(BatchJob):
-    warm: Callable[[], None] = lambda: None  # builds the pool and templates before worker processes fork
+def _sending(config: Config, *, clock: Clock) -> Sending:
+    policy = DeliveryPolicy(sender=config.sender, max_attempts=config.max_attempts, retry_after=config.retry_after, rate_limit=config.rate_limit)
+    return Sending(make_transport=lambda: make_transport(config), policy=policy, clock=clock)
 
 
 def _digest_job(
     config: Config, request: DigestRequest, *, clock: Clock, signer: LinkSigner | None, unsubscribed: dict[str, dict[str, str]],
-) -> _DigestJob:
+) -> BatchJob:
     """What batch.py needs to prepare each reader's digest; the pool and templates are built on first need."""
     frequencies = DocumentFrequencies()
     pools: list[Pool] = []
@@ -289,10 +276,7 @@ def _digest_job(
         frequencies.store = None
         renderer()
 
-    return _DigestJob(
-        prepare=prepare, open_store=lambda: _outbox_store(config, clock=clock), make_transport=lambda: make_transport(config),
-        policy=_delivery_policy(config), clock=clock, send=not request.dry_run, warm=warm,
-    )
+    return BatchJob(prepare=prepare, open_store=lambda: _outbox_store(config, clock=clock), sending=_sending(config, clock=clock), warm=warm)
 
 
 def _prepare_digest(
