@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import mailbox
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 from conftest import (
     EXAMPLES,
     NOON,
@@ -22,8 +24,9 @@ from conftest import (
 from newsletter import pipeline
 from newsletter.deliver import MaildirTransport
 from newsletter.errors import DeliveryError
-from newsletter.outbox import CLAIM_LEASE
+from newsletter.outbox import CLAIM_LEASE, DeliveryPolicy, deliver_outbox
 from newsletter.store import Store
+from newsletter.store.schema import UPGRADES
 
 
 class DownTransport:
@@ -218,3 +221,31 @@ def test_the_maildir_gets_whole_files_with_unique_names_and_a_write_failure_is_o
         box.send(b"Subject: x\r\n\r\nx\r\n", sender="a@example.org", recipient="c@example.org")
     assert str(tmp_path / "box") in str(failure.value) and "c@example.org" in str(failure.value) and "\n" not in str(failure.value)
     assert sorted(mailbox.Maildir(tmp_path / "box", create=False).keys()) == sorted(keys)  # nothing else appeared
+
+
+def test_a_v5_outbox_is_upgraded_and_its_queued_message_still_goes_out(tmp_path: Path) -> None:
+    """Schema v6 keeps messages apart from the digests' rows; a queued message of v5 moves there, sent ones stay gone."""
+    path = tmp_path / "db.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for upgrade in UPGRADES[:5]:
+        upgrade(sqlite_utils.Database(conn))
+    conn.execute("PRAGMA user_version = 5")
+    insert = (
+        "INSERT INTO digests (subscriber, period, status, recipient, message_id, message, attempts, created_at)"
+        " VALUES (?, '2026-07-01', ?, ?, ?, ?, 0, '2026-07-01T12:00:00+00:00')"
+    )
+    conn.execute(insert, ["ada", "queued", "ada@example.org", "<1@x>", b"Subject: queued\r\n\r\nbody\r\n"])
+    conn.execute(insert, ["grace", "sent", "grace@example.org", "<2@x>", None])
+    conn.execute(insert, ["kim", "cancelled", "kim@example.org", "<3@x>", b"Subject: cancelled\r\n\r\n"])
+    conn.close()
+    with Store(path, clock=lambda: NOON) as store:
+        assert "message" not in {column.name for column in store.db["digests"].columns}
+        assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 1  # the cancelled one's bytes are dropped
+        (queued,) = store.pending_digests()
+        assert queued.subscriber == "ada"
+        assert store.message_of(queued.id) == b"Subject: queued\r\n\r\nbody\r\n"
+        box = MaildirTransport(tmp_path / "box")
+        outcomes = list(deliver_outbox(store, box, policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON))
+        assert [(outcome.subscriber, outcome.status) for outcome in outcomes] == [("ada", "sent")]
+        assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0  # sent: its bytes are gone
+    assert [message["Subject"] for message in mailbox.Maildir(tmp_path / "box", create=False)] == ["queued"]

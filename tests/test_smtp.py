@@ -99,7 +99,7 @@ def rows(config: Config) -> dict[str, dict[str, Any]]:
     with Store(config.database, clock=lambda: NOON) as store:
         cursor = store.db.execute(
             "SELECT subscriber, status, attempts, recipient, message_id, message, last_error, last_reply, item_ids, claimed_by"
-            " FROM digests ORDER BY id"
+            " FROM digests LEFT JOIN messages ON digest_id = id ORDER BY id"
         )
         names = [column[0] for column in cursor.description]
         return {row[0]: dict(zip(names, row)) for row in cursor}

@@ -78,7 +78,7 @@ def test_a_v3_database_is_upgraded_and_keeps_its_index(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     _v3_database(path)
     with open_store(path) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert store.db.execute("SELECT count(*) FROM subscriber_cache").fetchone()[0] == 0  # v5 too
         assert store.save_entries([paper(1), paper(2, id="arxiv:2401.00001", title="Old wombats", summary="Revised in v4.")]) == SaveCounts(
             new=1, updated=1

@@ -4,8 +4,8 @@ Tables: ``entries`` (primary key = canonical id, the contract other tools
 read), ``entry_sources`` (every feed that carried an entry), ``entries_fts``
 (FTS5, porter stemming, over title and summary), ``feeds`` (conditional-GET
 state and health), ``digests`` (the outbox: one row per subscriber and
-period, with the rendered message) and ``sent_items`` (what each subscriber
-has received, so nothing is sent twice).
+period), ``messages`` (a queued digest's rendered message, until it is sent)
+and ``sent_items`` (what each subscriber has received, so nothing is sent twice).
 
 Writes run in explicit ``BEGIN IMMEDIATE`` transactions so a crash leaves
 either all or none of a batch, and two processes never interleave half-writes.

@@ -1,4 +1,4 @@
-"""The outbox: one ``digests`` row per subscriber and period, with the rendered message, and ``sent_items``.
+"""The outbox: one ``digests`` row per subscriber and period, its rendered message in ``messages`` until sent, and ``sent_items``.
 
 A digest is queued with its papers already marked as sent (atomically), then
 claimed, sent and finished; one that bounced or finally failed gives its
@@ -122,7 +122,7 @@ class Digests:
 
     def message_of(self, digest_id: int) -> bytes:
         """The stored message, read one at a time: a batch never holds every digest's bytes in memory."""
-        return bytes(self._query("SELECT message FROM digests WHERE id = ?", [digest_id]).fetchone()[0])
+        return bytes(self._query("SELECT message FROM messages WHERE digest_id = ?", [digest_id]).fetchone()[0])
 
     def next_retry_at(self) -> dt.datetime | None:
         row = self._query("SELECT min(next_attempt_at) FROM digests WHERE status = 'queued'").fetchone()
@@ -136,12 +136,13 @@ class Digests:
         with self.transaction() as conn:
             cursor = conn.execute(
                 "UPDATE digests SET status = 'cancelled', last_error = 'unsubscribed', next_attempt_at = NULL,"
-                " claimed_by = NULL, claimed_at = NULL, message = NULL"
+                " claimed_by = NULL, claimed_at = NULL"
                 " WHERE id = ? AND status IN ('queued', 'sending') AND subscriber IN (SELECT subscriber FROM unsubscribed)",
                 [digest.id],
             )
             if cursor.rowcount:
                 conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest.id])
+                conn.execute("DELETE FROM messages WHERE digest_id = ?", [digest.id])
                 return "cancelled"
             cursor = conn.execute(
                 "UPDATE digests SET status = 'sending', claimed_by = ?, claimed_at = ?"
@@ -161,11 +162,12 @@ class Digests:
         with self.transaction() as conn:
             if outcome.error is None:
                 conn.execute(
-                    # The bytes are not needed once sent (sent_items keeps what it carried): the database stays small.
                     "UPDATE digests SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL, last_reply = ?,"
-                    " next_attempt_at = NULL, message = NULL WHERE id = ?",
+                    " next_attempt_at = NULL WHERE id = ?",
                     [_iso(now), outcome.reply, digest_id],
                 )
+                # The bytes are not needed once sent (sent_items keeps what it carried): the database stays small.
+                conn.execute("DELETE FROM messages WHERE digest_id = ?", [digest_id])
                 return "sent"
             attempts = conn.execute("SELECT attempts + 1 FROM digests WHERE id = ?", [digest_id]).fetchone()[0]
             status = "bounced" if outcome.permanent else "failed" if attempts >= outcome.max_attempts else "queued"
@@ -249,18 +251,21 @@ class Digests:
 
 
 def _insert_digest(conn: sqlite3.Connection, new: NewDigest, now: str) -> int | None:
-    conn.execute("DELETE FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')", [new.subscriber, new.period])
+    gone = "SELECT id FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')"
+    conn.execute(f"DELETE FROM messages WHERE digest_id IN ({gone})", [new.subscriber, new.period])
+    conn.execute(f"DELETE FROM digests WHERE id IN ({gone})", [new.subscriber, new.period])
     try:
         cursor = conn.execute(
-            "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, message, items,"
+            "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, items,"
             " considered, attempts, created_at, next_attempt_at, item_ids)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-            [new.subscriber, new.period, new.recipient, new.subject, new.message_id, new.message, len(new.items),
+            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            [new.subscriber, new.period, new.recipient, new.subject, new.message_id, len(new.items),
              new.considered, now, now, json.dumps([entry_id for entry_id, _ in new.items])],
         )
     except sqlite3.IntegrityError:
         return None
     digest_id = int(cursor.lastrowid or 0)
+    conn.execute("INSERT INTO messages (digest_id, message) VALUES (?, ?)", [digest_id, new.message])
     conn.executemany(
         "INSERT OR IGNORE INTO sent_items (subscriber, entry_id, digest_id, rank, score, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         [(new.subscriber, entry_id, digest_id, rank, score, now) for rank, (entry_id, score) in enumerate(new.items, 1)],

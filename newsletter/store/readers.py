@@ -18,6 +18,7 @@ class ReaderActions:
         with self.transaction() as conn:
             cursor = conn.execute("INSERT OR IGNORE INTO unsubscribed (subscriber, at, via) VALUES (?, ?, ?)", [subscriber, self._now(), via])
             conn.execute("DELETE FROM sent_items WHERE digest_id IN (SELECT id FROM digests WHERE subscriber = ? AND status = 'queued')", [subscriber])
+            conn.execute("DELETE FROM messages WHERE digest_id IN (SELECT id FROM digests WHERE subscriber = ? AND status = 'queued')", [subscriber])
             conn.execute(
                 "UPDATE digests SET status = 'cancelled', last_error = 'unsubscribed', next_attempt_at = NULL"
                 " WHERE subscriber = ? AND status = 'queued'",
