@@ -249,3 +249,22 @@ def test_a_v5_outbox_is_upgraded_and_its_queued_message_still_goes_out(tmp_path:
         assert [(outcome.subscriber, outcome.status) for outcome in outcomes] == [("ada", "sent")]
         assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0  # sent: its bytes are gone
     assert [message["Subject"] for message in mailbox.Maildir(tmp_path / "box", create=False)] == ["queued"]
+
+
+def test_an_empty_or_cancelled_period_gives_way_to_a_real_digest_and_a_real_one_does_not(tmp_path: Path) -> None:
+    def queue(store: Store, message: bytes) -> int | None:
+        return store.queue_digest(
+            subscriber="ada", period="2026-07-01", recipient="ada@example.org", subject="s", message_id=f"<{message.decode()}@x>",
+            message=message, items=[("arxiv:2401.00001", 1.0)], considered=5,
+        )
+
+    with Store(tmp_path / "db.sqlite", clock=lambda: NOON) as store:
+        store.record_empty(subscriber="ada", period="2026-07-01", considered=5)  # nothing matched this morning
+        first = queue(store, b"first")  # papers that arrived later that day
+        assert first is not None and store.digest_status("ada", "2026-07-01") == "queued"
+        assert queue(store, b"again") is None  # the period has its digest
+        store.unsubscribe("ada", via="test")  # cancelled, its message dropped
+        store.resubscribe("ada")
+        second = queue(store, b"second")
+        assert second is not None  # (SQLite may reuse the cancelled row's id)
+        assert store.db.execute("SELECT digest_id, message FROM messages").fetchall() == [(second, b"second")]

@@ -250,20 +250,24 @@ class Digests:
         ))
 
 
+_INSERT_DIGEST = (
+    "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, items,"
+    " considered, attempts, created_at, next_attempt_at, item_ids)"
+    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+)
+
+
 def _insert_digest(conn: sqlite3.Connection, new: NewDigest, now: str) -> int | None:
-    gone = "SELECT id FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')"
-    conn.execute(f"DELETE FROM messages WHERE digest_id IN ({gone})", [new.subscriber, new.period])
-    conn.execute(f"DELETE FROM digests WHERE id IN ({gone})", [new.subscriber, new.period])
+    row = [new.subscriber, new.period, new.recipient, new.subject, new.message_id, len(new.items),
+           new.considered, now, now, json.dumps([entry_id for entry_id, _ in new.items])]
     try:
-        cursor = conn.execute(
-            "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, items,"
-            " considered, attempts, created_at, next_attempt_at, item_ids)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-            [new.subscriber, new.period, new.recipient, new.subject, new.message_id, len(new.items),
-             new.considered, now, now, json.dumps([entry_id for entry_id, _ in new.items])],
-        )
-    except sqlite3.IntegrityError:
-        return None
+        cursor = conn.execute(_INSERT_DIGEST, row)
+    except sqlite3.IntegrityError:  # the period has a row: an "empty" or "cancelled" one gives way, a real digest does not
+        gone = "SELECT id FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')"
+        conn.execute(f"DELETE FROM messages WHERE digest_id IN ({gone})", [new.subscriber, new.period])
+        if not conn.execute(f"DELETE FROM digests WHERE id IN ({gone})", [new.subscriber, new.period]).rowcount:
+            return None
+        cursor = conn.execute(_INSERT_DIGEST, row)
     digest_id = int(cursor.lastrowid or 0)
     conn.execute("INSERT INTO messages (digest_id, message) VALUES (?, ?)", [digest_id, new.message])
     conn.executemany(
