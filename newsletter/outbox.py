@@ -13,6 +13,7 @@ the single message that can arrive twice.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from .errors import DeliveryError, RecipientRefused, ServerUnavailable
+from .errors import DeliveryError, RecipientRefused, ServerUnavailable, StoreError
 from .models import DigestOutcome
 from .store import DeliveryOutcome, QueuedDigest, Store
 
@@ -76,33 +77,88 @@ def deliver_outbox(
     ``subscribers`` or ``ids`` narrow it to those readers or digests. ``built`` holds the outcomes of
     digests this run just queued (subject, counts), keyed by digest id, and ``messages`` their bytes,
     still in memory (so they are not read back). A bounce is recorded and the batch goes on; a server
-    that cannot be reached stops the batch.
+    that cannot be reached stops the batch. A message's "sent" is committed with the next one's claim
+    (_SentLast); each outcome is reported once it is recorded.
     """
     built = built or {}
     limiter = limiter or RateLimiter(policy.rate_limit, stop=stop)
     pending = store.pending_digests(subscribers, ids=ids, due_by=clock())
-    for position, queued in enumerate(pending):
-        if queued.status == "sending" and not _abandoned(queued, now=clock()):
-            continue  # another live process is sending it right now
-        limiter.wait()  # ends early when stop is set: checked right after, so a stop during the pause sends nothing more
-        if stop is not None and stop.is_set():
-            yield from _left_queued(pending[position:], built, "stopped before sending; the next run sends it")
-            return
-        outcome, server_down = _send_one(store, transport, queued, policy=policy, message=(messages or {}).get(queued.id))
-        yield _merged(outcome, built.get(queued.id))
-        if server_down:
-            yield from _left_queued(pending[position + 1 :], built, "not tried: the server is unavailable; the next run retries")
-            return
+    last = _SentLast(store)
+    try:
+        for position, queued in enumerate(pending):
+            if queued.status == "sending" and not _abandoned(queued, now=clock()):
+                continue  # another live process is sending it right now
+            if limiter.interval:  # a pause never holds a sent message unrecorded
+                yield from last.record()
+            limiter.wait()  # ends early when stop is set: checked right after, so a stop during the pause sends nothing more
+            if stop is not None and stop.is_set():
+                yield from last.record()
+                yield from _left_queued(pending[position:], built, "stopped before sending; the next run sends it")
+                return
+            claim = store.claim_digest(queued, owner=owner_id(), after=last.attempt())
+            previous = last.committed()
+            outcome, server_down = _send_claimed(store, transport, queued, claim, policy=policy, message=(messages or {}).get(queued.id))
+            if outcome.status == "sent":
+                last.hold(queued.id, DeliveryOutcome(policy.max_attempts, policy.retry_after, reply=outcome.detail), _merged(outcome, built.get(queued.id)))
+            if previous is not None:  # reported only now: at every yield, each message sent is recorded or held
+                yield previous
+            if outcome.status == "sent":
+                continue
+            yield _merged(outcome, built.get(queued.id))
+            if server_down:
+                yield from _left_queued(pending[position + 1 :], built, "not tried: the server is unavailable; the next run retries")
+                return
+        yield from last.record()
+    finally:
+        last.record_quietly()  # the consumer stopped early, or an error is on its way: still never forget a sent message
 
 
-def _send_one(
-    store: Store, transport: object, queued: QueuedDigest, *, policy: DeliveryPolicy, message: bytes | None = None,
+class _SentLast:
+    """The message sent last, whose "sent" mark rides on the next claim's commit: one commit per message, not two.
+
+    As before, at most one claimed message is sent and unrecorded at any time (the one a killed
+    process may send twice); it is recorded on its own when the run pauses, stops or ends.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._waiting: tuple[int, DeliveryOutcome, DigestOutcome] | None = None
+
+    def hold(self, digest_id: int, attempt: DeliveryOutcome, outcome: DigestOutcome) -> None:
+        self._waiting = (digest_id, attempt, outcome)
+
+    def attempt(self) -> tuple[int, DeliveryOutcome] | None:
+        """What the next claim's transaction records first."""
+        return None if self._waiting is None else self._waiting[:2]
+
+    def committed(self) -> DigestOutcome | None:
+        """The held outcome, now that the claim carrying it has committed."""
+        if self._waiting is None:
+            return None
+        outcome, self._waiting = self._waiting[2], None
+        return outcome
+
+    def record(self) -> Iterator[DigestOutcome]:
+        if self._waiting is not None:
+            self._store.finish_digest(*self._waiting[:2])
+            outcome, self._waiting = self._waiting[2], None
+            yield outcome
+
+    def record_quietly(self) -> None:
+        if self._waiting is not None:
+            with contextlib.suppress(StoreError):  # the database is failing: the error already on its way says so
+                self._store.finish_digest(*self._waiting[:2])
+            self._waiting = None
+
+
+def _send_claimed(
+    store: Store, transport: object, queued: QueuedDigest, claim: str, *, policy: DeliveryPolicy, message: bytes | None = None,
 ) -> tuple[DigestOutcome, bool]:
-    """Claim, send, record: (the outcome, whether the server is unavailable for the rest of the batch).
+    """Send a claimed digest and record a failure: (the outcome, whether the server is unavailable for the rest of the batch).
 
+    A success is not recorded here: the caller commits it with the next claim (_SentLast).
     Only the claimed message can be in flight twice (if this process dies mid-send).
     """
-    claim = store.claim_digest(queued, owner=owner_id())
     if claim == "cancelled":
         return DigestOutcome(queued.subscriber, "unsubscribed", queued.period, detail="the reader unsubscribed; not sent"), False
     if claim == "taken":
@@ -122,7 +178,6 @@ def _send_one(
         if status == "failed":
             return DigestOutcome(queued.subscriber, "failed", queued.period, detail=f"{exc} (gave up after {policy.max_attempts} attempts)"), False
         return DigestOutcome(queued.subscriber, "retrying", queued.period, detail=f"{exc} (will retry)"), False
-    store.finish_digest(queued.id, DeliveryOutcome(**attempt, reply=reply))
     return DigestOutcome(queued.subscriber, "sent", queued.period, detail=reply), False
 
 

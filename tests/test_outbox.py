@@ -24,7 +24,7 @@ from conftest import (
 from newsletter import pipeline
 from newsletter.deliver import MaildirTransport
 from newsletter.errors import DeliveryError
-from newsletter.outbox import CLAIM_LEASE, DeliveryPolicy, deliver_outbox
+from newsletter.outbox import CLAIM_LEASE, DeliveryPolicy, RateLimiter, deliver_outbox
 from newsletter.store import Store
 from newsletter.store.schema import UPGRADES
 
@@ -268,3 +268,53 @@ def test_an_empty_or_cancelled_period_gives_way_to_a_real_digest_and_a_real_one_
         second = queue(store, b"second")
         assert second is not None  # (SQLite may reuse the cancelled row's id)
         assert store.db.execute("SELECT digest_id, message FROM messages").fetchall() == [(second, b"second")]
+
+
+def test_a_sent_mark_rides_on_the_next_claim_and_a_consumer_stopping_early_leaves_nothing_unrecorded(tmp_path: Path) -> None:
+    """One commit per message (the "sent" of one with the claim of the next); every outcome reported is recorded, and
+    a consumer that stops after the first outcome leaves each digest either sent and recorded, or queued."""
+    box = MaildirTransport(tmp_path / "box")
+    with Store(tmp_path / "db.sqlite", clock=lambda: NOON) as store:
+        for number, name in enumerate(("ada", "grace", "kim"), 1):
+            store.queue_digest(
+                subscriber=name, period="2026-07-01", recipient=f"{name}@example.org", subject=name, message_id=f"<{number}@x>",
+                message=f"Subject: {name}\r\n\r\nbody\r\n".encode(), items=[(f"arxiv:2401.0000{number}", 1.0)], considered=5,
+            )
+        commits = []
+        store.db.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+        outcomes = deliver_outbox(store, box, policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON)
+        first = next(outcomes)
+        statuses = dict(store.db.execute("SELECT subscriber, status FROM digests").fetchall())
+        assert (first.subscriber, first.status) == ("ada", "sent") and statuses["ada"] == "sent"  # reported once recorded
+        assert statuses["grace"] == "sending" and len(box_files(tmp_path / "box")) == 2  # grace's went out; its mark waits
+        outcomes.close()  # the consumer stops here
+        assert dict(store.db.execute("SELECT subscriber, status FROM digests").fetchall()) == {"ada": "sent", "grace": "sent", "kim": "queued"}
+        assert len(commits) == 3  # claim ada; sent ada + claim grace; sent grace (recorded on its own at the stop)
+        rest = list(deliver_outbox(store, box, policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON))
+        assert [(outcome.subscriber, outcome.status) for outcome in rest] == [("kim", "sent")]
+        assert store.db.execute("SELECT sum(attempts) FROM digests").fetchone()[0] == 3  # each recorded once
+    assert sorted(message["Subject"] for message in mailbox.Maildir(tmp_path / "box", create=False)) == ["ada", "grace", "kim"]
+
+
+def box_files(path: Path) -> list[Path]:
+    return list((path / "new").iterdir())
+
+
+def test_with_a_rate_limit_every_message_sent_is_recorded_before_each_pause(tmp_path: Path) -> None:
+    box = MaildirTransport(tmp_path / "box")
+    with Store(tmp_path / "db.sqlite", clock=lambda: NOON) as store:
+        for number, name in enumerate(("ada", "grace", "kim"), 1):
+            store.queue_digest(
+                subscriber=name, period="2026-07-01", recipient=f"{name}@example.org", subject=name, message_id=f"<{number}@x>",
+                message=f"Subject: {name}\r\n\r\nbody\r\n".encode(), items=[(f"arxiv:2401.0000{number}", 1.0)], considered=5,
+            )
+        at_pauses: list[tuple[int, int]] = []  # (files written, digests recorded as sent) whenever the limiter sleeps
+
+        def sleep(seconds: float) -> None:
+            sent = store.db.execute("SELECT count(*) FROM digests WHERE status = 'sent'").fetchone()[0]
+            at_pauses.append((len(box_files(tmp_path / "box")), sent))
+
+        limiter = RateLimiter(60, monotonic=lambda: 0.0, sleep=sleep)  # a second between messages, on a clock that never moves
+        outcomes = list(deliver_outbox(store, box, policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON, limiter=limiter))
+    assert [outcome.status for outcome in outcomes] == ["sent"] * 3
+    assert at_pauses == [(1, 1), (2, 2)]

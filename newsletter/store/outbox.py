@@ -128,12 +128,18 @@ class Digests:
         row = self._query("SELECT min(next_attempt_at) FROM digests WHERE status = 'queued'").fetchone()
         return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
 
-    def claim_digest(self, digest: QueuedDigest, *, owner: str) -> str:
+    def claim_digest(self, digest: QueuedDigest, *, owner: str, after: tuple[int, DeliveryOutcome] | None = None) -> str:
         """Mark it "sending" by ``owner`` in one transaction: "claimed"; "cancelled" if the reader has
         unsubscribed meanwhile (nothing goes to them; the papers are given back); "taken" if another
         process changed the row since it was read.
+
+        ``after``: the digest this process sent just before, recorded in the same transaction
+        (finish_digest's work): one commit per message instead of two, and still never more
+        than one claimed message whose fate is unrecorded.
         """
         with self.transaction() as conn:
+            if after is not None:
+                _record_attempt(conn, *after, now=self._clock())
             cursor = conn.execute(
                 "UPDATE digests SET status = 'cancelled', last_error = 'unsubscribed', next_attempt_at = NULL,"
                 " claimed_by = NULL, claimed_at = NULL"
@@ -158,28 +164,8 @@ class Digests:
         a digest that bounced or finally failed gives its papers back, so a later
         digest can carry them.
         """
-        now = self._clock()
         with self.transaction() as conn:
-            if outcome.error is None:
-                conn.execute(
-                    "UPDATE digests SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL, last_reply = ?,"
-                    " next_attempt_at = NULL WHERE id = ?",
-                    [_iso(now), outcome.reply, digest_id],
-                )
-                # The bytes are not needed once sent (sent_items keeps what it carried): the database stays small.
-                conn.execute("DELETE FROM messages WHERE digest_id = ?", [digest_id])
-                return "sent"
-            attempts = conn.execute("SELECT attempts + 1 FROM digests WHERE id = ?", [digest_id]).fetchone()[0]
-            status = "bounced" if outcome.permanent else "failed" if attempts >= outcome.max_attempts else "queued"
-            retry_at = now + dt.timedelta(seconds=outcome.retry_after * 2 ** (attempts - 1)) if status == "queued" else None
-            conn.execute(
-                "UPDATE digests SET status = ?, attempts = ?, last_error = ?, last_reply = ?, next_attempt_at = ?,"
-                " claimed_by = NULL, claimed_at = NULL WHERE id = ?",
-                [status, attempts, outcome.error, outcome.reply, _iso(retry_at) if retry_at else None, digest_id],
-            )
-            if status in ("failed", "bounced"):
-                conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest_id])
-            return status
+            return _record_attempt(conn, digest_id, outcome, now=self._clock())
 
     def release_digest(self, digest_id: int, *, error: str | None = None) -> None:
         """Give a claimed digest back to the queue without counting an attempt (the run stopped, or the server was unavailable).
@@ -255,6 +241,30 @@ _INSERT_DIGEST = (
     " considered, attempts, created_at, next_attempt_at, item_ids)"
     " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)"
 )
+
+
+def _record_attempt(conn: sqlite3.Connection, digest_id: int, outcome: DeliveryOutcome, *, now: dt.datetime) -> str:
+    """finish_digest's work, inside the caller's transaction."""
+    if outcome.error is None:
+        conn.execute(
+            "UPDATE digests SET status = 'sent', sent_at = ?, attempts = attempts + 1, last_error = NULL, last_reply = ?,"
+            " next_attempt_at = NULL WHERE id = ?",
+            [_iso(now), outcome.reply, digest_id],
+        )
+        # The bytes are not needed once sent (sent_items keeps what it carried): the database stays small.
+        conn.execute("DELETE FROM messages WHERE digest_id = ?", [digest_id])
+        return "sent"
+    attempts = conn.execute("SELECT attempts + 1 FROM digests WHERE id = ?", [digest_id]).fetchone()[0]
+    status = "bounced" if outcome.permanent else "failed" if attempts >= outcome.max_attempts else "queued"
+    retry_at = now + dt.timedelta(seconds=outcome.retry_after * 2 ** (attempts - 1)) if status == "queued" else None
+    conn.execute(
+        "UPDATE digests SET status = ?, attempts = ?, last_error = ?, last_reply = ?, next_attempt_at = ?,"
+        " claimed_by = NULL, claimed_at = NULL WHERE id = ?",
+        [status, attempts, outcome.error, outcome.reply, _iso(retry_at) if retry_at else None, digest_id],
+    )
+    if status in ("failed", "bounced"):
+        conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest_id])
+    return status
 
 
 def _insert_digest(conn: sqlite3.Connection, new: NewDigest, now: str) -> int | None:
