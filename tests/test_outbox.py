@@ -275,11 +275,7 @@ def test_a_sent_mark_rides_on_the_next_claim_and_a_consumer_stopping_early_leave
     a consumer that stops after the first outcome leaves each digest either sent and recorded, or queued."""
     box = MaildirTransport(tmp_path / "box")
     with Store(tmp_path / "db.sqlite", clock=lambda: NOON) as store:
-        for number, name in enumerate(("ada", "grace", "kim"), 1):
-            store.queue_digest(
-                subscriber=name, period="2026-07-01", recipient=f"{name}@example.org", subject=name, message_id=f"<{number}@x>",
-                message=f"Subject: {name}\r\n\r\nbody\r\n".encode(), items=[(f"arxiv:2401.0000{number}", 1.0)], considered=5,
-            )
+        _queue_three(store)
         commits = []
         store.db.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
         outcomes = deliver_outbox(store, box, policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON)
@@ -296,6 +292,15 @@ def test_a_sent_mark_rides_on_the_next_claim_and_a_consumer_stopping_early_leave
     assert sorted(message["Subject"] for message in mailbox.Maildir(tmp_path / "box", create=False)) == ["ada", "grace", "kim"]
 
 
+def _queue_three(store: Store) -> None:
+    """Digests for ada, grace and kim, queued in that order."""
+    for number, name in enumerate(("ada", "grace", "kim"), 1):
+        store.queue_digest(
+            subscriber=name, period="2026-07-01", recipient=f"{name}@example.org", subject=name, message_id=f"<{number}@x>",
+            message=f"Subject: {name}\r\n\r\nbody\r\n".encode(), items=[(f"arxiv:2401.0000{number}", 1.0)], considered=5,
+        )
+
+
 def box_files(path: Path) -> list[Path]:
     return list((path / "new").iterdir())
 
@@ -303,11 +308,7 @@ def box_files(path: Path) -> list[Path]:
 def test_with_a_rate_limit_every_message_sent_is_recorded_before_each_pause(tmp_path: Path) -> None:
     box = MaildirTransport(tmp_path / "box")
     with Store(tmp_path / "db.sqlite", clock=lambda: NOON) as store:
-        for number, name in enumerate(("ada", "grace", "kim"), 1):
-            store.queue_digest(
-                subscriber=name, period="2026-07-01", recipient=f"{name}@example.org", subject=name, message_id=f"<{number}@x>",
-                message=f"Subject: {name}\r\n\r\nbody\r\n".encode(), items=[(f"arxiv:2401.0000{number}", 1.0)], considered=5,
-            )
+        _queue_three(store)
         at_pauses: list[tuple[int, int]] = []  # (files written, digests recorded as sent) whenever the limiter sleeps
 
         def sleep(seconds: float) -> None:
