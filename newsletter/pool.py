@@ -18,11 +18,12 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import accumulate, chain
+from functools import cached_property, lru_cache
+from itertools import accumulate, chain, islice
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +56,14 @@ _WORDS_AND_GAPS = re.compile(r"([^\W_]+)")  # split() keeps the words: gap, word
 
 
 _ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
+_ACRONYM_PLURALS = re.compile(r"^[A-Z][A-Z0-9]+s$", re.MULTILINE)  # the same, in a text of one word per line
+# An ASCII text's words ([^\W_]+) are its runs of letters and digits: bytes.translate blanks the rest, split() cuts.
+_ASCII_GAPS = bytes(c if chr(c).isalnum() else ord(" ") for c in range(128)) + bytes(range(128, 256))
+_END = b"\x00"  # after each field's words: no word contains it
 
 Phrase = tuple[tuple[str, str], ...]  # per word: (stem, the singular form a text word must start with)
 Docs = npt.NDArray[np.intp]
+_V = TypeVar("_V")
 Floats = npt.NDArray[np.float64]
 
 
@@ -66,9 +72,16 @@ def _word(word: str) -> tuple[str, str]:
     """(stem, singular folded form) of one word: "Distillations" -> ("distil", "distillation")."""
     if _ACRONYM_PLURAL.fullmatch(word):  # "LLMs", "GNNs": snowball keeps the s of an unknown word
         word = word[:-1]
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+    folded = _fold(word)
     return _stem(folded), _singular(folded)
+
+
+def _fold(word: str) -> str:
+    """Case- and accent-folded: "Café" -> "cafe"."""
+    if word.isascii():  # casefold and NFKD leave nothing else to do
+        return word.lower()
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 @lru_cache(maxsize=200_000)
@@ -90,10 +103,12 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(_word(word)[0] for word in _WORD.findall(text))
 
 
-def _analysed(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(tokens, singular forms) of a text, splitting it into words once."""
-    words = [_word(word) for word in _WORD.findall(text)]
-    return tuple(stem for stem, _ in words), tuple(form for _, form in words)
+def _analyse(words: list[str]) -> tuple[list[str], list[str]]:
+    """What _word gives each of many distinct words, (stems, singular forms), with a call per word only to fold it:
+    the acronym plurals are found by one regex scan and the stems by one call of the (C) stemmer."""
+    acronyms = set(_ACRONYM_PLURALS.findall("\n".join(words)))
+    folded = [_fold(word[:-1] if word in acronyms else word) for word in words]
+    return _STEMMER.stemWords(folded), [_singular(word) if word.endswith("s") else word for word in folded]
 
 
 @lru_cache(maxsize=65_536)
@@ -129,7 +144,9 @@ class Scores:
 @dataclass(frozen=True)
 class _Text:
     """Every word of every title and abstract as ids in one array, each field ended by -1 so no phrase
-    runs across two, with its paper and field, and each stem's positions (``order`` cut at ``starts``)."""
+    runs across two, with its paper and field, and each stem's positions (``order`` cut at ``starts``).
+    Stems and forms are numbered in the order they first occur; ``pairs`` numbers each word's (stem, form),
+    a stem's pairs together (``stem_pairs`` cuts them), each stem's in the order they first occur."""
 
     stem_ids: dict[str, int]
     form_ids: dict[str, int]
@@ -139,22 +156,33 @@ class _Text:
     fields: npt.NDArray[np.int8]
     order: Docs
     starts: Docs
+    pairs: npt.NDArray[np.int32]
+    pair_forms: list[str]
+    stem_pairs: Docs
 
     @classmethod
-    def of(cls, pool: Pool) -> _Text:
-        stem_ids = {stem: number for number, stem in enumerate(pool._where)}
-        form_ids = {form: number for number, form in enumerate(dict.fromkeys(f for forms in pool._form_counts.values() for f in forms))}
-        stem_fields = [field for doc in zip(pool._titles, pool._bodies) for field in doc]  # title 0, abstract 0, title 1, ...
-        form_fields = [field for doc in zip(pool._title_forms, pool._body_forms) for field in doc]
-        lengths = np.fromiter(map(len, stem_fields), np.intp, len(stem_fields)) + 1
-        stems = np.fromiter(chain.from_iterable(chain(map(stem_ids.__getitem__, field), (-1,)) for field in stem_fields), np.int32)
-        forms = np.fromiter(chain.from_iterable(chain(map(form_ids.__getitem__, field), (-1,)) for field in form_fields), np.int32)
-        field_numbers = np.arange(len(stem_fields))
-        docs = np.repeat(field_numbers // 2, lengths).astype(np.int32)
-        fields = np.repeat(field_numbers % 2, lengths).astype(np.int8)
-        order = np.argsort(stems, kind="stable")  # each stem's positions, ascending
-        starts = np.searchsorted(stems[order], np.arange(len(stem_ids) + 1))
-        return cls(stem_ids, form_ids, stems, forms, docs, fields, order, starts)
+    def of(cls, entries: Sequence[Entry]) -> _Text:
+        """Each distinct word is analysed once; the steps per word (split, dict look-ups, numpy) all run in C."""
+        words = _words(entries)
+        vocabulary = dict.fromkeys(chain((_END,), words))  # in the order words first occur, _END numbered 0
+        vocabulary.update(zip(vocabulary, range(len(vocabulary))))
+        ids = np.fromiter(map(vocabulary.__getitem__, words), np.intp, len(words))
+        distinct = b"\n".join(islice(vocabulary, 1, None)).decode().split("\n") if len(vocabulary) > 1 else []
+        stems, forms = _analyse(distinct)
+        stem_ids, form_ids = _numbered(stems), _numbered(forms)
+        word_stems = np.fromiter(chain((-1,), map(stem_ids.__getitem__, stems)), np.int32, len(vocabulary))
+        word_forms = np.fromiter(chain((-1,), map(form_ids.__getitem__, forms)), np.int32, len(vocabulary))
+        word_pairs, pair_forms, stem_pairs = _pairs(word_stems, word_forms, list(form_ids), len(stem_ids))
+        ends = np.flatnonzero(ids == 0)
+        lengths = np.diff(ends, prepend=-1)  # a field's words and its -1
+        field_numbers = np.arange(len(ends))
+        stem_array = word_stems[ids]
+        order = _sorted_positions(stem_array + 1)  # each stem's positions, ascending
+        starts = np.searchsorted(stem_array[order], np.arange(len(stem_ids) + 1))
+        return cls(
+            stem_ids, form_ids, stem_array, word_forms[ids], np.repeat(field_numbers // 2, lengths).astype(np.int32),
+            np.repeat(field_numbers % 2, lengths).astype(np.int8), order, starts, word_pairs[ids], pair_forms, stem_pairs,
+        )
 
     def occurrences(self, stem_id: int) -> int:
         return int(self.starts[stem_id + 1] - self.starts[stem_id])
@@ -162,41 +190,182 @@ class _Text:
     def positions(self, stem_id: int) -> Docs:
         return self.order[self.starts[stem_id] : self.starts[stem_id + 1]]
 
+    def bounds(self, field: int) -> tuple[Docs, Docs]:
+        """Where field ``field`` (0 title, 1 abstract) of each paper starts and ends (at its -1)."""
+        ends = np.flatnonzero(self.stems < 0)
+        return np.concatenate(([0], ends[:-1] + 1))[field::2], ends[field::2]
+
+
+def _words(entries: Sequence[Entry]) -> list[bytes]:
+    """Every word of every title and abstract in order, as UTF-8, each field followed by _END."""
+    fields = [_field_words(text) for entry in entries for text in (entry.title, entry.summary)]
+    return [*(b" " + _END + b" ").join(fields).split(), _END] if fields else []
+
+
+def _field_words(text: str) -> bytes:
+    """The text's words, space-separated."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_GAPS)
+    return " ".join(_WORD.findall(text)).encode()
+
+
+def _numbered(names: list[str]) -> dict[str, int]:
+    """Each distinct name and its number, in the order they first occur."""
+    numbers = dict.fromkeys(names, 0)
+    numbers.update(zip(numbers, range(len(numbers))))
+    return numbers
+
+
+def _pairs(stems: npt.NDArray[np.int32], forms: npt.NDArray[np.int32], form_names: list[str], stem_count: int) -> tuple[npt.NDArray[np.int32], list[str], Docs]:
+    """Numbers for the words' (stem, form) pairs (-1 where the stem is), by stem and then in the order a stem's
+    pairs first occur (words are numbered in the order they first occur); each pair's form; where each stem's start."""
+    width = max(len(form_names), 1)
+    keys = stems[1:].astype(np.int64) * width + forms[1:]  # word 0 is _END
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    ordered = np.lexsort((first, unique // width))
+    numbers = np.empty(len(ordered), np.int32)
+    numbers[ordered] = np.arange(len(ordered))
+    by_number = unique[ordered]
+    stem_pairs = np.searchsorted(by_number // width, np.arange(stem_count + 1))
+    return np.concatenate(([-1], numbers[inverse])).astype(np.int32), [form_names[f] for f in (by_number % width).tolist()], stem_pairs
+
+
+def _sorted_positions(keys: npt.NDArray[np.integer]) -> Docs:
+    """np.argsort(keys, kind="stable") for keys >= 0, as one sort of distinct int64 (several times faster)."""
+    count = len(keys)
+    combined = keys.astype(np.int64) * count + np.arange(count)
+    combined.sort()
+    return combined % max(count, 1)
+
+
+def _run_starts(keys: npt.NDArray[np.int32], docs: npt.NDArray[np.int32]) -> Docs:
+    """Where a run of equal (key, doc) starts."""
+    new = np.ones(len(keys), bool)
+    new[1:] = (keys[1:] != keys[:-1]) | (docs[1:] != docs[:-1])
+    return np.flatnonzero(new)
+
+
+class _Postings:
+    """How often each stem, and each of its forms, occurs in each paper: counted over runs of the words sorted by
+    stem (or pair) and position, as arrays; the dicts the pool's look-ups read are made per stem when asked for."""
+
+    def __init__(self, text: _Text) -> None:
+        words = text.order[text.starts[0] :]  # not the -1s
+        runs = _run_starts(text.stems[words], text.docs[words])
+        self._first = words[runs]  # where each (stem, doc) first occurs
+        self._docs, self._stems = text.docs[self._first], text.stems[self._first]
+        self._counts = np.diff(runs, append=len(words))
+        self._stem_cuts = np.searchsorted(runs, text.starts - text.starts[0])
+        words = np.flatnonzero(text.stems >= 0)
+        words = words[_sorted_positions(text.pairs[words])]  # by pair, then position
+        pairs = text.pairs[words]
+        runs = _run_starts(pairs, text.docs[words])
+        ends = np.append(runs[1:], len(words))
+        in_titles = np.concatenate(([0], np.cumsum(text.fields[words] == 0)))
+        self._pair_docs = text.docs[words[runs]]
+        self._in_title = in_titles[ends] - in_titles[runs]
+        self._in_body = ends - runs - self._in_title
+        self._pair_cuts = np.searchsorted(runs, np.searchsorted(pairs, np.arange(len(text.pair_forms) + 1)))
+        self._pair_forms, self._stem_pairs = text.pair_forms, text.stem_pairs
+
+    def of_stem(self, stem_id: int) -> dict[int, int]:
+        """doc -> occurrences in title and abstract, docs ascending."""
+        start, end = self._stem_cuts[stem_id], self._stem_cuts[stem_id + 1]
+        return dict(zip(self._docs[start:end].tolist(), self._counts[start:end].tolist()))
+
+    def of_forms(self, stem_id: int) -> dict[str, dict[int, tuple[int, int]]]:
+        """form -> doc -> (count in title, count in abstract): forms in the order they first occur, docs ascending."""
+        first, last = self._stem_pairs[stem_id], self._stem_pairs[stem_id + 1]
+        cuts = self._pair_cuts[first : last + 1]
+        start, end = cuts[0], cuts[-1]
+        docs = self._pair_docs[start:end].tolist()
+        counts = list(zip(self._in_title[start:end].tolist(), self._in_body[start:end].tolist()))
+        bounds = (cuts - start).tolist()
+        return {form: dict(zip(docs[a:b], counts[a:b])) for form, a, b in zip(self._pair_forms[first:last], bounds, bounds[1:])}
+
+    def frequencies(self) -> Docs:
+        """Per stem, the papers it occurs in."""
+        return np.diff(self._stem_cuts)
+
+    def norms(self, weights: Floats, papers: int) -> Floats:
+        """Each paper's norm of count x ``weights[stem]`` (1 for none): the squares summed by bincount in the
+        order its stems first occur."""
+        values = self._counts * weights[self._stems]
+        kept = np.flatnonzero(values > 0)
+        kept = kept[np.argsort(self._first[kept])]
+        norms = np.sqrt(np.bincount(self._docs[kept], weights=values[kept] * values[kept], minlength=papers))
+        return np.where(norms > 0, norms, 1.0)
+
+
+class _ByStem(Mapping[str, _V]):
+    """stem -> what ``make`` makes of its number, made on first use: readers ask for a few of the pool's stems."""
+
+    def __init__(self, numbers: dict[str, int], make: Callable[[int], _V]) -> None:
+        self._numbers, self._make = numbers, make
+        self._made: dict[str, _V] = {}
+
+    def __getitem__(self, stem: str) -> _V:
+        made = self._made.get(stem)
+        if made is None:
+            made = self._made[stem] = self._make(self._numbers[stem])
+        return made
+
+    def get(self, stem: str, default: Any = None) -> Any:
+        return self[stem] if stem in self._numbers else default
+
+    def __contains__(self, stem: object) -> bool:
+        return stem in self._numbers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._numbers)
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+
+class _Field:
+    """One field of every paper as words (stems or forms), a paper's made on first use (highlights)."""
+
+    def __init__(self, names: list[str], ids: npt.NDArray[np.int32], bounds: tuple[Docs, Docs]) -> None:
+        self._names, self._ids = names, ids
+        self._starts, self._ends = bounds[0].tolist(), bounds[1].tolist()
+        self._made: dict[int, tuple[str, ...]] = {}
+
+    def __getitem__(self, doc: int) -> tuple[str, ...]:
+        made = self._made.get(doc)
+        if made is None:
+            ids = self._ids[self._starts[doc] : self._ends[doc]].tolist()
+            made = self._made[doc] = tuple(map(self._names.__getitem__, ids))
+        return made
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
 
 class Pool:
     """Candidates analysed once: stemmed title and abstract, postings, lengths, authors."""
 
     def __init__(self, entries: Sequence[Entry], *, corpus: CorpusStats | None = None) -> None:
-        with _collector_paused():  # the per-entry work; the caches below fill later, a little at a time
-            self.entries = list(entries)
-            self.corpus = corpus
-            self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
-            titles = [_analysed(entry.title) for entry in self.entries]
-            bodies = [_analysed(entry.summary) for entry in self.entries]
-            self._titles = [stems for stems, _ in titles]
-            self._bodies = [stems for stems, _ in bodies]
-            self._title_forms = [forms for _, forms in titles]
-            self._body_forms = [forms for _, forms in bodies]
-            lengths = [len(body) for body in self._bodies]
-            average = (sum(lengths) / len(lengths)) if lengths else 1.0
-            self._norms = np.array([K1 * (1 - B + B * length / (average or 1.0)) for length in lengths], np.float64)
-            # stem -> doc -> occurrences in title and abstract (ints only, so the garbage collector never walks it);
-            # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
-            self._where: dict[str, dict[int, int]] = defaultdict(dict)
-            self._form_counts: dict[str, dict[str, dict[int, tuple[int, int]]]] = defaultdict(lambda: defaultdict(dict))
-            for doc, fields in enumerate(zip(titles, bodies)):
-                self._index(doc, fields)
-            self._authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)  # family -> (doc, given, name)
-            for doc, entry in enumerate(self.entries):
-                for name in entry.authors:
-                    given, family = name_key(name)
-                    self._authors[family].append((doc, given, name))
+        self.entries = list(entries)
+        self.corpus = corpus
+        self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
+        text = self._text_arrays = _Text.of(self.entries)
+        stems, forms, titles, bodies = list(text.stem_ids), list(text.form_ids), text.bounds(0), text.bounds(1)
+        self._titles, self._bodies = _Field(stems, text.stems, titles), _Field(stems, text.stems, bodies)
+        self._title_forms, self._body_forms = _Field(forms, text.forms, titles), _Field(forms, text.forms, bodies)
+        lengths = (bodies[1] - bodies[0]).tolist()
+        average = (sum(lengths) / len(lengths)) if lengths else 1.0
+        self._norms = np.array([K1 * (1 - B + B * length / (average or 1.0)) for length in lengths], np.float64)
+        # stem -> doc -> occurrences in title and abstract;
+        # stem -> form -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
+        self._postings = _Postings(text)
+        self._where: Mapping[str, dict[int, int]] = _ByStem(text.stem_ids, self._postings.of_stem)
+        self._form_counts: Mapping[str, dict[str, dict[int, tuple[int, int]]]] = _ByStem(text.stem_ids, self._postings.of_forms)
         self._phrase_cache: dict[tuple[Phrase, bool], dict[int, tuple[int, int]]] = {}
         self._docs_cache: dict[tuple[Phrase, bool], Docs] = {}
         self._idf_cache: dict[str, float] = {}
         self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], Scores] = {}
         self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
-        self._text_arrays: _Text | None = None
         self._prior_cache: dict[dt.datetime | None, Floats] = {}
         self._categories: dict[str, Docs] | None = None
         self._similar_cache: dict[str, tuple[Docs, Floats]] = {}
@@ -207,14 +376,15 @@ class Pool:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _index(self, doc: int, fields: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> None:
-        """One paper's postings; Counter counts in C, so a Python step is paid per distinct word, not per word."""
-        for field_index, (stems, forms) in enumerate(fields):
-            for (stem, form), count in Counter(zip(stems, forms)).items():
-                per_doc = self._form_counts[stem][form]
-                per_doc[doc] = (count, 0) if field_index == 0 else (per_doc.get(doc, (0, 0))[0], count)
-        for stem, count in Counter(fields[0][0] + fields[1][0]).items():
-            self._where[stem][doc] = count
+    @cached_property
+    def _authors(self) -> dict[str, list[tuple[int, tuple[str, ...], str]]]:
+        """family -> (doc, given, name); made for the first reader who follows authors."""
+        authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)
+        for doc, entry in enumerate(self.entries):
+            for name in entry.authors:
+                given, family = name_key(name)
+                authors[family].append((doc, given, name))
+        return authors
 
     def counts(self, words: Phrase, *, exact: bool = False) -> dict[int, tuple[int, int]]:
         """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers.
@@ -272,8 +442,6 @@ class Pool:
         return dict(zip(matched.tolist(), zip(in_title[matched].tolist(), in_body[matched].tolist())))
 
     def _text(self) -> _Text:
-        if self._text_arrays is None:
-            self._text_arrays = _Text.of(self)
         return self._text_arrays
 
     def docs_with(self, words: Phrase, *, exact: bool = False) -> Docs:
@@ -378,7 +546,8 @@ class Pool:
         if self._vector_idf is None:
             n = len(self.entries)
             common = max(10, n // 4)
-            idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items() if len(docs) <= common}
+            frequencies = self._postings.frequencies().tolist()
+            idf = {word: math.log((1 + n) / (1 + df)) + 1 for word, df in zip(self._text().stem_ids, frequencies) if df <= common}
             self._vector_norms = self._norms_over(idf)
             self._vector_idf = idf
         return self._vector_idf
@@ -386,16 +555,10 @@ class Pool:
     def _norms_over(self, idf: dict[str, float]) -> Floats:
         """Each paper's tf-idf norm over the words in ``idf`` (1 for none): its distinct words in first-occurrence
         order, the squares summed by bincount in that order."""
-        text = self._text()
-        by_stem = np.zeros(len(text.stem_ids))  # 0: not a telling word
-        by_stem[[text.stem_ids[word] for word in idf]] = list(idf.values())
-        words = np.flatnonzero(text.stems >= 0)
-        pairs, first, counts = np.unique(text.docs[words].astype(np.int64) * len(text.stem_ids) + text.stems[words], return_index=True, return_counts=True)
-        weights = counts * by_stem[pairs % len(text.stem_ids)]
-        telling = np.flatnonzero(weights > 0)
-        telling = telling[np.argsort(first[telling], kind="stable")]
-        norms = np.sqrt(np.bincount(pairs[telling] // len(text.stem_ids), weights=weights[telling] * weights[telling], minlength=len(self.entries)))
-        return np.where(norms > 0, norms, 1.0)
+        stem_ids = self._text().stem_ids
+        by_stem = np.zeros(len(stem_ids))  # 0: not a telling word
+        by_stem[[stem_ids[word] for word in idf]] = list(idf.values())
+        return self._postings.norms(by_stem, len(self.entries))
 
     def _word_vector(self, word: str) -> tuple[Docs, Floats]:
         """The papers with a telling word and its tf-idf weight in each; cached (liked papers share words)."""
