@@ -51,6 +51,8 @@ RECENCY_PRIOR = 0.04  # for a paper published now, falling to 0 at RECENCY_DAYS
 RECENCY_DAYS = 7.0
 
 _STEMMER = snowballstemmer.stemmer("english")
+if hasattr(_STEMMER, "maxCacheSize"):  # PyStemmer's own cache: _stem caches, and a pool's 20,000 new words thrash it (3x slower)
+    _STEMMER.maxCacheSize = 0
 _WORD = re.compile(r"[^\W_]+")
 _WORDS_AND_GAPS = re.compile(r"([^\W_]+)")  # split() keeps the words: gap, word, gap, ..., word, gap
 
@@ -164,8 +166,7 @@ class _Text:
     def of(cls, entries: Sequence[Entry]) -> _Text:
         """Each distinct word is analysed once; the steps per word (split, dict look-ups, numpy) all run in C."""
         words = _words(entries)
-        vocabulary = dict.fromkeys(chain((_END,), words))  # in the order words first occur, _END numbered 0
-        vocabulary.update(zip(vocabulary, range(len(vocabulary))))
+        vocabulary = _Numbering({_END: 0})  # the words in the order they first occur
         ids = np.fromiter(map(vocabulary.__getitem__, words), np.intp, len(words))
         distinct = b"\n".join(islice(vocabulary, 1, None)).decode().split("\n") if len(vocabulary) > 1 else []
         stems, forms = _analyse(distinct)
@@ -194,6 +195,14 @@ class _Text:
         """Where field ``field`` (0 title, 1 abstract) of each paper starts and ends (at its -1)."""
         ends = np.flatnonzero(self.stems < 0)
         return np.concatenate(([0], ends[:-1] + 1))[field::2], ends[field::2]
+
+
+class _Numbering(dict[bytes, int]):
+    """word -> number, a new word numbered when first seen: looking up a known word stays in C."""
+
+    def __missing__(self, word: bytes) -> int:
+        self[word] = number = len(self)
+        return number
 
 
 def _words(entries: Sequence[Entry]) -> list[bytes]:
@@ -238,10 +247,10 @@ def _sorted_positions(keys: npt.NDArray[np.integer]) -> Docs:
     return combined % max(count, 1)
 
 
-def _run_starts(keys: npt.NDArray[np.int32], docs: npt.NDArray[np.int32]) -> Docs:
-    """Where a run of equal (key, doc) starts."""
+def _run_starts(keys: npt.NDArray[np.int64]) -> Docs:
+    """Where each run of equal keys starts."""
     new = np.ones(len(keys), bool)
-    new[1:] = (keys[1:] != keys[:-1]) | (docs[1:] != docs[:-1])
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
     return np.flatnonzero(new)
 
 
@@ -251,21 +260,28 @@ class _Postings:
 
     def __init__(self, text: _Text) -> None:
         words = text.order[text.starts[0] :]  # not the -1s
-        runs = _run_starts(text.stems[words], text.docs[words])
+        runs = _run_starts(text.stems[words].astype(np.int64) * (2**32) + text.docs[words])
         self._first = words[runs]  # where each (stem, doc) first occurs
         self._docs, self._stems = text.docs[self._first], text.stems[self._first]
         self._counts = np.diff(runs, append=len(words))
         self._stem_cuts = np.searchsorted(runs, text.starts - text.starts[0])
-        words = np.flatnonzero(text.stems >= 0)
-        words = words[_sorted_positions(text.pairs[words])]  # by pair, then position
-        pairs = text.pairs[words]
-        runs = _run_starts(pairs, text.docs[words])
-        ends = np.append(runs[1:], len(words))
-        in_titles = np.concatenate(([0], np.cumsum(text.fields[words] == 0)))
-        self._pair_docs = text.docs[words[runs]]
-        self._in_title = in_titles[ends] - in_titles[runs]
-        self._in_body = ends - runs - self._in_title
-        self._pair_cuts = np.searchsorted(runs, np.searchsorted(pairs, np.arange(len(text.pair_forms) + 1)))
+        # Sorted, a (pair, doc, field) key's run is a count; a (pair, doc)'s title run comes before its abstract run.
+        papers = int(text.docs[-1]) + 1 if len(text.docs) else 0
+        keys = text.pairs.astype(np.int64) * (2 * papers) + text.docs * 2 + text.fields
+        keys.sort()
+        keys = keys[np.searchsorted(keys, 0) :]  # the -1s' keys are negative
+        runs = _run_starts(keys)
+        counts = np.diff(runs, append=len(keys))
+        keys = keys[runs]
+        in_body = (keys & 1).astype(bool)
+        docs = keys >> 1  # pair x papers + doc
+        firsts = _run_starts(docs)
+        lasts = np.empty_like(firsts)
+        lasts[:-1], lasts[-1:] = firsts[1:] - 1, len(docs) - 1
+        self._in_title = np.where(in_body[firsts], 0, counts[firsts])
+        self._in_body = np.where(in_body[lasts], counts[lasts], 0)
+        pairs, self._pair_docs = np.divmod(docs[firsts], max(papers, 1))
+        self._pair_cuts = np.searchsorted(pairs, np.arange(len(text.pair_forms) + 1))
         self._pair_forms, self._stem_pairs = text.pair_forms, text.stem_pairs
 
     def of_stem(self, stem_id: int) -> dict[int, int]:
