@@ -12,14 +12,12 @@ Pure computation, no I/O.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import heapq
 import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import accumulate, chain, islice
@@ -65,8 +63,8 @@ _END = b"\x00"  # after each field's words: no word contains it
 
 Phrase = tuple[tuple[str, str], ...]  # per word: (stem, the singular form a text word must start with)
 Docs = npt.NDArray[np.intp]
-_V = TypeVar("_V")
 Floats = npt.NDArray[np.float64]
+_V = TypeVar("_V")
 
 
 @lru_cache(maxsize=200_000)
@@ -88,7 +86,7 @@ def _fold(word: str) -> str:
 
 @lru_cache(maxsize=200_000)
 def _stem(folded: str) -> str:
-    """Snowball is pure Python (most of a pool's cost): "The", "THE" and "the" are stemmed once."""
+    """Stemming is most of analysing a word: "The", "THE" and "the" are stemmed once."""
     return _STEMMER.stemWord(folded)
 
 
@@ -255,18 +253,19 @@ def _run_starts(keys: npt.NDArray[np.int64]) -> Docs:
 
 
 class _Postings:
-    """How often each stem, and each of its forms, occurs in each paper: counted over runs of the words sorted by
-    stem (or pair) and position, as arrays; the dicts the pool's look-ups read are made per stem when asked for."""
+    """How often each stem, and each of its forms, occurs in each paper: counted with numpy over runs of the words
+    sorted by stem (or pair) and position; kept as lists too, so the dicts a pool's look-ups read, made per stem
+    when first asked for, cost list slices rather than numpy calls."""
 
-    def __init__(self, text: _Text) -> None:
+    def __init__(self, text: _Text, papers: int) -> None:
         words = text.order[text.starts[0] :]  # not the -1s
-        runs = _run_starts(text.stems[words].astype(np.int64) * (2**32) + text.docs[words])
+        runs = _run_starts(text.stems[words].astype(np.int64) * papers + text.docs[words])  # (stem, doc) runs
         self._first = words[runs]  # where each (stem, doc) first occurs
         self._docs, self._stems = text.docs[self._first], text.stems[self._first]
         self._counts = np.diff(runs, append=len(words))
-        self._stem_cuts = np.searchsorted(runs, text.starts - text.starts[0])
+        self._stem_cuts = np.searchsorted(runs, text.starts - text.starts[0]).tolist()
+        self._doc_list, self._count_list = self._docs.tolist(), self._counts.tolist()
         # Sorted, a (pair, doc, field) key's run is a count; a (pair, doc)'s title run comes before its abstract run.
-        papers = int(text.docs[-1]) + 1 if len(text.docs) else 0
         keys = text.pairs.astype(np.int64) * (2 * papers) + text.docs * 2 + text.fields
         keys.sort()
         keys = keys[np.searchsorted(keys, 0) :]  # the -1s' keys are negative
@@ -274,34 +273,37 @@ class _Postings:
         counts = np.diff(runs, append=len(keys))
         keys = keys[runs]
         in_body = (keys & 1).astype(bool)
-        docs = keys >> 1  # pair x papers + doc
-        firsts = _run_starts(docs)
+        pair_docs = keys >> 1  # pair x papers + doc
+        firsts = _run_starts(pair_docs)
         lasts = np.empty_like(firsts)
-        lasts[:-1], lasts[-1:] = firsts[1:] - 1, len(docs) - 1
-        self._in_title = np.where(in_body[firsts], 0, counts[firsts])
-        self._in_body = np.where(in_body[lasts], counts[lasts], 0)
-        pairs, self._pair_docs = np.divmod(docs[firsts], max(papers, 1))
-        self._pair_cuts = np.searchsorted(pairs, np.arange(len(text.pair_forms) + 1))
-        self._pair_forms, self._stem_pairs = text.pair_forms, text.stem_pairs
+        lasts[:-1], lasts[-1:] = firsts[1:] - 1, len(pair_docs) - 1
+        in_titles, in_bodies = np.where(in_body[firsts], 0, counts[firsts]), np.where(in_body[lasts], counts[lasts], 0)
+        # Each (count in title, count in abstract) as a code and one shared tuple per code: a few hundred tuples, not
+        # one per (pair, doc), which cost their making and the garbage collector's walks over them.
+        width = int(in_bodies.max(initial=0)) + 1
+        codes = in_titles * width + in_bodies
+        self._values = {code: divmod(code, width) for code in np.unique(codes).tolist()}
+        self._codes = codes.tolist()
+        pairs, docs = np.divmod(pair_docs[firsts], max(papers, 1))
+        self._pair_docs = docs.tolist()
+        self._pair_cuts = np.searchsorted(pairs, np.arange(len(text.pair_forms) + 1)).tolist()
+        self._pair_forms, self._stem_pairs = text.pair_forms, text.stem_pairs.tolist()
 
     def of_stem(self, stem_id: int) -> dict[int, int]:
         """doc -> occurrences in title and abstract, docs ascending."""
         start, end = self._stem_cuts[stem_id], self._stem_cuts[stem_id + 1]
-        return dict(zip(self._docs[start:end].tolist(), self._counts[start:end].tolist()))
+        return dict(zip(self._doc_list[start:end], self._count_list[start:end]))
 
     def of_forms(self, stem_id: int) -> dict[str, dict[int, tuple[int, int]]]:
         """form -> doc -> (count in title, count in abstract): forms in the order they first occur, docs ascending."""
         first, last = self._stem_pairs[stem_id], self._stem_pairs[stem_id + 1]
-        cuts = self._pair_cuts[first : last + 1]
-        start, end = cuts[0], cuts[-1]
-        docs = self._pair_docs[start:end].tolist()
-        counts = list(zip(self._in_title[start:end].tolist(), self._in_body[start:end].tolist()))
-        bounds = (cuts - start).tolist()
-        return {form: dict(zip(docs[a:b], counts[a:b])) for form, a, b in zip(self._pair_forms[first:last], bounds, bounds[1:])}
+        cuts, docs, codes, value = self._pair_cuts[first : last + 1], self._pair_docs, self._codes, self._values.__getitem__
+        return {form: dict(zip(docs[a:b], map(value, codes[a:b]))) for form, a, b in zip(self._pair_forms[first:last], cuts, cuts[1:])}
 
-    def frequencies(self) -> Docs:
+    def frequencies(self) -> list[int]:
         """Per stem, the papers it occurs in."""
-        return np.diff(self._stem_cuts)
+        cuts = self._stem_cuts
+        return [end - start for start, end in zip(cuts, cuts[1:])]
 
     def norms(self, weights: Floats, papers: int) -> Floats:
         """Each paper's norm of count x ``weights[stem]`` (1 for none): the squares summed by bincount in the
@@ -374,7 +376,7 @@ class Pool:
         self._norms = np.array([K1 * (1 - B + B * length / (average or 1.0)) for length in lengths], np.float64)
         # stem -> doc -> occurrences in title and abstract;
         # stem -> form -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
-        self._postings = _Postings(text)
+        self._postings = _Postings(text, len(self.entries))
         self._where: Mapping[str, dict[int, int]] = _ByStem(text.stem_ids, self._postings.of_stem)
         self._form_counts: Mapping[str, dict[str, dict[int, tuple[int, int]]]] = _ByStem(text.stem_ids, self._postings.of_forms)
         self._phrase_cache: dict[tuple[Phrase, bool], dict[int, tuple[int, int]]] = {}
@@ -562,7 +564,7 @@ class Pool:
         if self._vector_idf is None:
             n = len(self.entries)
             common = max(10, n // 4)
-            frequencies = self._postings.frequencies().tolist()
+            frequencies = self._postings.frequencies()
             idf = {word: math.log((1 + n) / (1 + df)) + 1 for word, df in zip(self._text().stem_ids, frequencies) if df <= common}
             self._vector_norms = self._norms_over(idf)
             self._vector_idf = idf
@@ -615,20 +617,6 @@ def _arrays(counts: dict[int, tuple[int, int]]) -> tuple[Docs, npt.NDArray[np.in
     return np.fromiter(counts, np.intp, len(counts)), np.array(list(counts.values()), np.int64).reshape(-1, 2).T
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A pool keeps ~10^6 small lists, tuples and dicts, none in a reference cycle; while they pile
-    up, the cyclic garbage collector would walk the growing pool again and again (half the build
-    time). Reference counting still frees everything temporary."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
 def _prior(entry: Entry, now: dt.datetime | None) -> float:
     prior = min(UPVOTE_PRIOR_CAP, UPVOTE_PRIOR * math.log1p(entry.upvotes)) if entry.upvotes else 0.0
     published = entry.published or entry.first_seen
@@ -678,14 +666,16 @@ def contains(longer: Phrase, shorter: Phrase) -> bool:
 # --- authors --------------------------------------------------------------------------------
 
 
+_NAME_GAPS = re.compile(r"[\s.]+")
+
+
 def name_key(name: str) -> tuple[tuple[str, ...], str]:
     """(given names, family name), accent- and case-folded: "G. E. Hinton" -> (("g", "e"), "hinton")."""
-    folded = unicodedata.normalize("NFKD", name.casefold())
-    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    plain = _fold(name)
     if "," in plain:  # "Hinton, Geoffrey"
         family, _, given = plain.partition(",")
         plain = f"{given} {family}"
-    parts = [p for p in re.split(r"[\s.]+", plain) if p]
+    parts = [p for p in _NAME_GAPS.split(plain) if p]
     if not parts:
         return ((), "")
     return (tuple(parts[:-1]), parts[-1])
