@@ -258,6 +258,10 @@ class _Postings:
     when first asked for, cost list slices rather than numpy calls."""
 
     def __init__(self, text: _Text, papers: int) -> None:
+        self._count_stems(text, papers)
+        self._count_forms(text, papers)
+
+    def _count_stems(self, text: _Text, papers: int) -> None:
         words = text.order[text.starts[0] :]  # not the -1s
         runs = _run_starts(text.stems[words].astype(np.int64) * papers + text.docs[words])  # (stem, doc) runs
         self._first = words[runs]  # where each (stem, doc) first occurs
@@ -265,6 +269,8 @@ class _Postings:
         self._counts = np.diff(runs, append=len(words))
         self._stem_cuts = np.searchsorted(runs, text.starts - text.starts[0]).tolist()
         self._doc_list, self._count_list = self._docs.tolist(), self._counts.tolist()
+
+    def _count_forms(self, text: _Text, papers: int) -> None:
         # Sorted, a (pair, doc, field) key's run is a count; a (pair, doc)'s title run comes before its abstract run.
         keys = text.pairs.astype(np.int64) * (2 * papers) + text.docs * 2 + text.fields
         keys.sort()
