@@ -12,17 +12,16 @@ Pure computation, no I/O.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import heapq
 import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import accumulate, chain
+from functools import cached_property, lru_cache
+from itertools import accumulate, chain, islice
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,15 +49,22 @@ RECENCY_PRIOR = 0.04  # for a paper published now, falling to 0 at RECENCY_DAYS
 RECENCY_DAYS = 7.0
 
 _STEMMER = snowballstemmer.stemmer("english")
+if hasattr(_STEMMER, "maxCacheSize"):  # PyStemmer's own cache: _stem caches, and a pool's 20,000 new words thrash it (3x slower)
+    _STEMMER.maxCacheSize = 0
 _WORD = re.compile(r"[^\W_]+")
 _WORDS_AND_GAPS = re.compile(r"([^\W_]+)")  # split() keeps the words: gap, word, gap, ..., word, gap
 
 
 _ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
+_ACRONYM_PLURALS = re.compile(r"^[A-Z][A-Z0-9]+s$", re.MULTILINE)  # the same, in a text of one word per line
+# An ASCII text's words ([^\W_]+) are its runs of letters and digits: bytes.translate blanks the rest, split() cuts.
+_ASCII_GAPS = bytes(c if chr(c).isalnum() else ord(" ") for c in range(128)) + bytes(range(128, 256))
+_END = b"\x00"  # after each field's words: no word contains it
 
 Phrase = tuple[tuple[str, str], ...]  # per word: (stem, the singular form a text word must start with)
 Docs = npt.NDArray[np.intp]
 Floats = npt.NDArray[np.float64]
+_V = TypeVar("_V")
 
 
 @lru_cache(maxsize=200_000)
@@ -66,14 +72,21 @@ def _word(word: str) -> tuple[str, str]:
     """(stem, singular folded form) of one word: "Distillations" -> ("distil", "distillation")."""
     if _ACRONYM_PLURAL.fullmatch(word):  # "LLMs", "GNNs": snowball keeps the s of an unknown word
         word = word[:-1]
-    decomposed = unicodedata.normalize("NFKD", word.casefold())
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
+    folded = _fold(word)
     return _stem(folded), _singular(folded)
+
+
+def _fold(word: str) -> str:
+    """Case- and accent-folded: "Café" -> "cafe"."""
+    if word.isascii():  # casefold and NFKD leave nothing else to do
+        return word.lower()
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 @lru_cache(maxsize=200_000)
 def _stem(folded: str) -> str:
-    """Snowball is pure Python (most of a pool's cost): "The", "THE" and "the" are stemmed once."""
+    """Stemming is most of analysing a word: "The", "THE" and "the" are stemmed once."""
     return _STEMMER.stemWord(folded)
 
 
@@ -90,10 +103,12 @@ def tokens(text: str) -> tuple[str, ...]:
     return tuple(_word(word)[0] for word in _WORD.findall(text))
 
 
-def _analysed(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(tokens, singular forms) of a text, splitting it into words once."""
-    words = [_word(word) for word in _WORD.findall(text)]
-    return tuple(stem for stem, _ in words), tuple(form for _, form in words)
+def _analyse(words: list[str]) -> tuple[list[str], list[str]]:
+    """What _word gives each of many distinct words, (stems, singular forms), with a call per word only to fold it:
+    the acronym plurals are found by one regex scan and the stems by one call of the (C) stemmer."""
+    acronyms = set(_ACRONYM_PLURALS.findall("\n".join(words)))
+    folded = [_fold(word[:-1] if word in acronyms else word) for word in words]
+    return _STEMMER.stemWords(folded), [_singular(word) if word.endswith("s") else word for word in folded]
 
 
 @lru_cache(maxsize=65_536)
@@ -129,7 +144,9 @@ class Scores:
 @dataclass(frozen=True)
 class _Text:
     """Every word of every title and abstract as ids in one array, each field ended by -1 so no phrase
-    runs across two, with its paper and field, and each stem's positions (``order`` cut at ``starts``)."""
+    runs across two, with its paper and field, and each stem's positions (``order`` cut at ``starts``).
+    Stems and forms are numbered in the order they first occur; ``pairs`` numbers each word's (stem, form),
+    a stem's pairs together (``stem_pairs`` cuts them), each stem's in the order they first occur."""
 
     stem_ids: dict[str, int]
     form_ids: dict[str, int]
@@ -139,22 +156,32 @@ class _Text:
     fields: npt.NDArray[np.int8]
     order: Docs
     starts: Docs
+    pairs: npt.NDArray[np.int32]
+    pair_forms: list[str]
+    stem_pairs: Docs
 
     @classmethod
-    def of(cls, pool: Pool) -> _Text:
-        stem_ids = {stem: number for number, stem in enumerate(pool._where)}
-        form_ids = {form: number for number, form in enumerate(dict.fromkeys(f for forms in pool._form_counts.values() for f in forms))}
-        stem_fields = [field for doc in zip(pool._titles, pool._bodies) for field in doc]  # title 0, abstract 0, title 1, ...
-        form_fields = [field for doc in zip(pool._title_forms, pool._body_forms) for field in doc]
-        lengths = np.fromiter(map(len, stem_fields), np.intp, len(stem_fields)) + 1
-        stems = np.fromiter(chain.from_iterable(chain(map(stem_ids.__getitem__, field), (-1,)) for field in stem_fields), np.int32)
-        forms = np.fromiter(chain.from_iterable(chain(map(form_ids.__getitem__, field), (-1,)) for field in form_fields), np.int32)
-        field_numbers = np.arange(len(stem_fields))
-        docs = np.repeat(field_numbers // 2, lengths).astype(np.int32)
-        fields = np.repeat(field_numbers % 2, lengths).astype(np.int8)
-        order = np.argsort(stems, kind="stable")  # each stem's positions, ascending
-        starts = np.searchsorted(stems[order], np.arange(len(stem_ids) + 1))
-        return cls(stem_ids, form_ids, stems, forms, docs, fields, order, starts)
+    def of(cls, entries: Sequence[Entry]) -> _Text:
+        """Each distinct word is analysed once; the steps per word (split, dict look-ups, numpy) all run in C."""
+        words = _words(entries)
+        vocabulary = _Numbering({_END: 0})  # the words in the order they first occur
+        ids = np.fromiter(map(vocabulary.__getitem__, words), np.intp, len(words))
+        distinct = b"\n".join(islice(vocabulary, 1, None)).decode().split("\n") if len(vocabulary) > 1 else []
+        stems, forms = _analyse(distinct)
+        stem_ids, form_ids = _numbered(stems), _numbered(forms)
+        word_stems = np.fromiter(chain((-1,), map(stem_ids.__getitem__, stems)), np.int32, len(vocabulary))
+        word_forms = np.fromiter(chain((-1,), map(form_ids.__getitem__, forms)), np.int32, len(vocabulary))
+        word_pairs, pair_forms, stem_pairs = _pairs(word_stems, word_forms, list(form_ids), len(stem_ids))
+        ends = np.flatnonzero(ids == 0)
+        lengths = np.diff(ends, prepend=-1)  # a field's words and its -1
+        field_numbers = np.arange(len(ends))
+        stem_array = word_stems[ids]
+        order = _sorted_positions(stem_array + 1)  # each stem's positions, ascending
+        starts = np.searchsorted(stem_array[order], np.arange(len(stem_ids) + 1))
+        return cls(
+            stem_ids, form_ids, stem_array, word_forms[ids], np.repeat(field_numbers // 2, lengths).astype(np.int32),
+            np.repeat(field_numbers % 2, lengths).astype(np.int8), order, starts, word_pairs[ids], pair_forms, stem_pairs,
+        )
 
     def occurrences(self, stem_id: int) -> int:
         return int(self.starts[stem_id + 1] - self.starts[stem_id])
@@ -162,41 +189,208 @@ class _Text:
     def positions(self, stem_id: int) -> Docs:
         return self.order[self.starts[stem_id] : self.starts[stem_id + 1]]
 
+    def bounds(self, field: int) -> tuple[Docs, Docs]:
+        """Where field ``field`` (0 title, 1 abstract) of each paper starts and ends (at its -1)."""
+        ends = np.flatnonzero(self.stems < 0)
+        return np.concatenate(([0], ends[:-1] + 1))[field::2], ends[field::2]
+
+
+class _Numbering(dict[bytes, int]):
+    """word -> number, a new word numbered when first seen: looking up a known word stays in C."""
+
+    def __missing__(self, word: bytes) -> int:
+        self[word] = number = len(self)
+        return number
+
+
+def _words(entries: Sequence[Entry]) -> list[bytes]:
+    """Every word of every title and abstract in order, as UTF-8, each field followed by _END."""
+    fields = [_field_words(text) for entry in entries for text in (entry.title, entry.summary)]
+    return [*(b" " + _END + b" ").join(fields).split(), _END] if fields else []
+
+
+def _field_words(text: str) -> bytes:
+    """The text's words, space-separated."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_GAPS)
+    return " ".join(_WORD.findall(text)).encode()
+
+
+def _numbered(names: list[str]) -> dict[str, int]:
+    """Each distinct name and its number, in the order they first occur."""
+    numbers = dict.fromkeys(names, 0)
+    numbers.update(zip(numbers, range(len(numbers))))
+    return numbers
+
+
+def _pairs(stems: npt.NDArray[np.int32], forms: npt.NDArray[np.int32], form_names: list[str], stem_count: int) -> tuple[npt.NDArray[np.int32], list[str], Docs]:
+    """Numbers for the words' (stem, form) pairs (-1 where the stem is), by stem and then in the order a stem's
+    pairs first occur (words are numbered in the order they first occur); each pair's form; where each stem's start."""
+    width = max(len(form_names), 1)
+    keys = stems[1:].astype(np.int64) * width + forms[1:]  # word 0 is _END
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    ordered = np.lexsort((first, unique // width))
+    numbers = np.empty(len(ordered), np.int32)
+    numbers[ordered] = np.arange(len(ordered))
+    by_number = unique[ordered]
+    stem_pairs = np.searchsorted(by_number // width, np.arange(stem_count + 1))
+    return np.concatenate(([-1], numbers[inverse])).astype(np.int32), [form_names[f] for f in (by_number % width).tolist()], stem_pairs
+
+
+def _sorted_positions(keys: npt.NDArray[np.integer]) -> Docs:
+    """np.argsort(keys, kind="stable") for keys >= 0, as one sort of distinct int64 (several times faster)."""
+    count = len(keys)
+    combined = keys.astype(np.int64) * count + np.arange(count)
+    combined.sort()
+    return combined % max(count, 1)
+
+
+def _run_starts(keys: npt.NDArray[np.int64]) -> Docs:
+    """Where each run of equal keys starts."""
+    new = np.ones(len(keys), bool)
+    np.not_equal(keys[1:], keys[:-1], out=new[1:])
+    return np.flatnonzero(new)
+
+
+class _Postings:
+    """How often each stem, and each of its forms, occurs in each paper: counted with numpy over runs of the words
+    sorted by stem (or pair) and position; kept as lists too, so the dicts a pool's look-ups read, made per stem
+    when first asked for, cost list slices rather than numpy calls."""
+
+    def __init__(self, text: _Text, papers: int) -> None:
+        self._count_stems(text, papers)
+        self._count_forms(text, papers)
+
+    def _count_stems(self, text: _Text, papers: int) -> None:
+        words = text.order[text.starts[0] :]  # not the -1s
+        runs = _run_starts(text.stems[words].astype(np.int64) * papers + text.docs[words])  # (stem, doc) runs
+        self._first = words[runs]  # where each (stem, doc) first occurs
+        self._docs, self._stems = text.docs[self._first], text.stems[self._first]
+        self._counts = np.diff(runs, append=len(words))
+        self._stem_cuts = np.searchsorted(runs, text.starts - text.starts[0]).tolist()
+        self._doc_list, self._count_list = self._docs.tolist(), self._counts.tolist()
+
+    def _count_forms(self, text: _Text, papers: int) -> None:
+        # Sorted, a (pair, doc, field) key's run is a count; a (pair, doc)'s title run comes before its abstract run.
+        keys = text.pairs.astype(np.int64) * (2 * papers) + text.docs * 2 + text.fields
+        keys.sort()
+        keys = keys[np.searchsorted(keys, 0) :]  # the -1s' keys are negative
+        runs = _run_starts(keys)
+        counts = np.diff(runs, append=len(keys))
+        keys = keys[runs]
+        in_body = (keys & 1).astype(bool)
+        pair_docs = keys >> 1  # pair x papers + doc
+        firsts = _run_starts(pair_docs)
+        lasts = np.empty_like(firsts)
+        lasts[:-1], lasts[-1:] = firsts[1:] - 1, len(pair_docs) - 1
+        in_titles, in_bodies = np.where(in_body[firsts], 0, counts[firsts]), np.where(in_body[lasts], counts[lasts], 0)
+        # Each (count in title, count in abstract) as a code and one shared tuple per code: a few hundred tuples, not
+        # one per (pair, doc), which cost their making and the garbage collector's walks over them.
+        width = int(in_bodies.max(initial=0)) + 1
+        codes = in_titles * width + in_bodies
+        distinct = np.sort(codes)  # not np.unique: its hashing path imports numpy.ma (6 ms)
+        self._values = {code: divmod(code, width) for code in distinct[_run_starts(distinct)].tolist()}
+        self._codes = codes.tolist()
+        pairs, docs = np.divmod(pair_docs[firsts], max(papers, 1))
+        self._pair_docs = docs.tolist()
+        self._pair_cuts = np.searchsorted(pairs, np.arange(len(text.pair_forms) + 1)).tolist()
+        self._pair_forms, self._stem_pairs = text.pair_forms, text.stem_pairs.tolist()
+
+    def of_stem(self, stem_id: int) -> dict[int, int]:
+        """doc -> occurrences in title and abstract, docs ascending."""
+        start, end = self._stem_cuts[stem_id], self._stem_cuts[stem_id + 1]
+        return dict(zip(self._doc_list[start:end], self._count_list[start:end]))
+
+    def of_forms(self, stem_id: int) -> dict[str, dict[int, tuple[int, int]]]:
+        """form -> doc -> (count in title, count in abstract): forms in the order they first occur, docs ascending."""
+        first, last = self._stem_pairs[stem_id], self._stem_pairs[stem_id + 1]
+        cuts, docs, codes, value = self._pair_cuts[first : last + 1], self._pair_docs, self._codes, self._values.__getitem__
+        return {form: dict(zip(docs[a:b], map(value, codes[a:b]))) for form, a, b in zip(self._pair_forms[first:last], cuts, cuts[1:])}
+
+    def frequencies(self) -> list[int]:
+        """Per stem, the papers it occurs in."""
+        cuts = self._stem_cuts
+        return [end - start for start, end in zip(cuts, cuts[1:])]
+
+    def norms(self, weights: Floats, papers: int) -> Floats:
+        """Each paper's norm of count x ``weights[stem]`` (1 for none): the squares summed by bincount in the
+        order its stems first occur."""
+        values = self._counts * weights[self._stems]
+        kept = np.flatnonzero(values > 0)
+        kept = kept[np.argsort(self._first[kept])]
+        norms = np.sqrt(np.bincount(self._docs[kept], weights=values[kept] * values[kept], minlength=papers))
+        return np.where(norms > 0, norms, 1.0)
+
+
+class _ByStem(Mapping[str, _V]):
+    """stem -> what ``make`` makes of its number, made on first use: readers ask for a few of the pool's stems."""
+
+    def __init__(self, numbers: dict[str, int], make: Callable[[int], _V]) -> None:
+        self._numbers, self._make = numbers, make
+        self._made: dict[str, _V] = {}
+
+    def __getitem__(self, stem: str) -> _V:
+        made = self._made.get(stem)
+        if made is None:
+            made = self._made[stem] = self._make(self._numbers[stem])
+        return made
+
+    def get(self, stem: str, default: Any = None) -> Any:
+        return self[stem] if stem in self._numbers else default
+
+    def __contains__(self, stem: object) -> bool:
+        return stem in self._numbers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._numbers)
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+
+class _Field:
+    """One field of every paper as words (stems or forms), a paper's made on first use (highlights)."""
+
+    def __init__(self, names: list[str], ids: npt.NDArray[np.int32], bounds: tuple[Docs, Docs]) -> None:
+        self._names, self._ids = names, ids
+        self._starts, self._ends = bounds[0].tolist(), bounds[1].tolist()
+        self._made: dict[int, tuple[str, ...]] = {}
+
+    def __getitem__(self, doc: int) -> tuple[str, ...]:
+        made = self._made.get(doc)
+        if made is None:
+            ids = self._ids[self._starts[doc] : self._ends[doc]].tolist()
+            made = self._made[doc] = tuple(map(self._names.__getitem__, ids))
+        return made
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
 
 class Pool:
     """Candidates analysed once: stemmed title and abstract, postings, lengths, authors."""
 
     def __init__(self, entries: Sequence[Entry], *, corpus: CorpusStats | None = None) -> None:
-        with _collector_paused():  # the per-entry work; the caches below fill later, a little at a time
-            self.entries = list(entries)
-            self.corpus = corpus
-            self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
-            titles = [_analysed(entry.title) for entry in self.entries]
-            bodies = [_analysed(entry.summary) for entry in self.entries]
-            self._titles = [stems for stems, _ in titles]
-            self._bodies = [stems for stems, _ in bodies]
-            self._title_forms = [forms for _, forms in titles]
-            self._body_forms = [forms for _, forms in bodies]
-            lengths = [len(body) for body in self._bodies]
-            average = (sum(lengths) / len(lengths)) if lengths else 1.0
-            self._norms = np.array([K1 * (1 - B + B * length / (average or 1.0)) for length in lengths], np.float64)
-            # stem -> doc -> occurrences in title and abstract (ints only, so the garbage collector never walks it);
-            # (stem, form) -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
-            self._where: dict[str, dict[int, int]] = defaultdict(dict)
-            self._form_counts: dict[str, dict[str, dict[int, tuple[int, int]]]] = defaultdict(lambda: defaultdict(dict))
-            for doc, fields in enumerate(zip(titles, bodies)):
-                self._index(doc, fields)
-            self._authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)  # family -> (doc, given, name)
-            for doc, entry in enumerate(self.entries):
-                for name in entry.authors:
-                    given, family = name_key(name)
-                    self._authors[family].append((doc, given, name))
+        self.entries = list(entries)
+        self.corpus = corpus
+        self.doc_of = {entry.id: doc for doc, entry in enumerate(self.entries)}
+        text = self._text_arrays = _Text.of(self.entries)
+        stems, forms, titles, bodies = list(text.stem_ids), list(text.form_ids), text.bounds(0), text.bounds(1)
+        self._titles, self._bodies = _Field(stems, text.stems, titles), _Field(stems, text.stems, bodies)
+        self._title_forms, self._body_forms = _Field(forms, text.forms, titles), _Field(forms, text.forms, bodies)
+        lengths = (bodies[1] - bodies[0]).tolist()
+        average = (sum(lengths) / len(lengths)) if lengths else 1.0
+        self._norms = np.array([K1 * (1 - B + B * length / (average or 1.0)) for length in lengths], np.float64)
+        # stem -> doc -> occurrences in title and abstract;
+        # stem -> form -> doc -> (count in title, count in abstract): one-word keywords need no positions at all.
+        self._postings = _Postings(text, len(self.entries))
+        self._where: Mapping[str, dict[int, int]] = _ByStem(text.stem_ids, self._postings.of_stem)
+        self._form_counts: Mapping[str, dict[str, dict[int, tuple[int, int]]]] = _ByStem(text.stem_ids, self._postings.of_forms)
         self._phrase_cache: dict[tuple[Phrase, bool], dict[int, tuple[int, int]]] = {}
         self._docs_cache: dict[tuple[Phrase, bool], Docs] = {}
         self._idf_cache: dict[str, float] = {}
         self._score_cache: dict[tuple[str, Phrase, tuple[Phrase, ...]], Scores] = {}
         self._surface_cache: dict[tuple[int, str], tuple[str, ...]] = {}
-        self._text_arrays: _Text | None = None
         self._prior_cache: dict[dt.datetime | None, Floats] = {}
         self._categories: dict[str, Docs] | None = None
         self._similar_cache: dict[str, tuple[Docs, Floats]] = {}
@@ -207,14 +401,15 @@ class Pool:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _index(self, doc: int, fields: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]) -> None:
-        """One paper's postings; Counter counts in C, so a Python step is paid per distinct word, not per word."""
-        for field_index, (stems, forms) in enumerate(fields):
-            for (stem, form), count in Counter(zip(stems, forms)).items():
-                per_doc = self._form_counts[stem][form]
-                per_doc[doc] = (count, 0) if field_index == 0 else (per_doc.get(doc, (0, 0))[0], count)
-        for stem, count in Counter(fields[0][0] + fields[1][0]).items():
-            self._where[stem][doc] = count
+    @cached_property
+    def _authors(self) -> dict[str, list[tuple[int, tuple[str, ...], str]]]:
+        """family -> (doc, given, name); made for the first reader who follows authors."""
+        authors: dict[str, list[tuple[int, tuple[str, ...], str]]] = defaultdict(list)
+        for doc, entry in enumerate(self.entries):
+            for name in entry.authors:
+                given, family = name_key(name)
+                authors[family].append((doc, given, name))
+        return authors
 
     def counts(self, words: Phrase, *, exact: bool = False) -> dict[int, tuple[int, int]]:
         """doc -> (occurrences in the title, in the abstract) of the phrase; cached across subscribers.
@@ -272,8 +467,6 @@ class Pool:
         return dict(zip(matched.tolist(), zip(in_title[matched].tolist(), in_body[matched].tolist())))
 
     def _text(self) -> _Text:
-        if self._text_arrays is None:
-            self._text_arrays = _Text.of(self)
         return self._text_arrays
 
     def docs_with(self, words: Phrase, *, exact: bool = False) -> Docs:
@@ -378,7 +571,8 @@ class Pool:
         if self._vector_idf is None:
             n = len(self.entries)
             common = max(10, n // 4)
-            idf = {word: math.log((1 + n) / (1 + len(docs))) + 1 for word, docs in self._where.items() if len(docs) <= common}
+            frequencies = self._postings.frequencies()
+            idf = {word: math.log((1 + n) / (1 + df)) + 1 for word, df in zip(self._text().stem_ids, frequencies) if df <= common}
             self._vector_norms = self._norms_over(idf)
             self._vector_idf = idf
         return self._vector_idf
@@ -386,16 +580,10 @@ class Pool:
     def _norms_over(self, idf: dict[str, float]) -> Floats:
         """Each paper's tf-idf norm over the words in ``idf`` (1 for none): its distinct words in first-occurrence
         order, the squares summed by bincount in that order."""
-        text = self._text()
-        by_stem = np.zeros(len(text.stem_ids))  # 0: not a telling word
-        by_stem[[text.stem_ids[word] for word in idf]] = list(idf.values())
-        words = np.flatnonzero(text.stems >= 0)
-        pairs, first, counts = np.unique(text.docs[words].astype(np.int64) * len(text.stem_ids) + text.stems[words], return_index=True, return_counts=True)
-        weights = counts * by_stem[pairs % len(text.stem_ids)]
-        telling = np.flatnonzero(weights > 0)
-        telling = telling[np.argsort(first[telling], kind="stable")]
-        norms = np.sqrt(np.bincount(pairs[telling] // len(text.stem_ids), weights=weights[telling] * weights[telling], minlength=len(self.entries)))
-        return np.where(norms > 0, norms, 1.0)
+        stem_ids = self._text().stem_ids
+        by_stem = np.zeros(len(stem_ids))  # 0: not a telling word
+        by_stem[[stem_ids[word] for word in idf]] = list(idf.values())
+        return self._postings.norms(by_stem, len(self.entries))
 
     def _word_vector(self, word: str) -> tuple[Docs, Floats]:
         """The papers with a telling word and its tf-idf weight in each; cached (liked papers share words)."""
@@ -434,20 +622,6 @@ class Pool:
 def _arrays(counts: dict[int, tuple[int, int]]) -> tuple[Docs, npt.NDArray[np.int64]]:
     """Phrase counts as (docs, [counts in titles, counts in abstracts]), in the dict's order."""
     return np.fromiter(counts, np.intp, len(counts)), np.array(list(counts.values()), np.int64).reshape(-1, 2).T
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A pool keeps ~10^6 small lists, tuples and dicts, none in a reference cycle; while they pile
-    up, the cyclic garbage collector would walk the growing pool again and again (half the build
-    time). Reference counting still frees everything temporary."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
 
 
 def _prior(entry: Entry, now: dt.datetime | None) -> float:
@@ -499,14 +673,16 @@ def contains(longer: Phrase, shorter: Phrase) -> bool:
 # --- authors --------------------------------------------------------------------------------
 
 
+_NAME_GAPS = re.compile(r"[\s.]+")
+
+
 def name_key(name: str) -> tuple[tuple[str, ...], str]:
     """(given names, family name), accent- and case-folded: "G. E. Hinton" -> (("g", "e"), "hinton")."""
-    folded = unicodedata.normalize("NFKD", name.casefold())
-    plain = "".join(c for c in folded if not unicodedata.combining(c))
+    plain = _fold(name)
     if "," in plain:  # "Hinton, Geoffrey"
         family, _, given = plain.partition(",")
         plain = f"{given} {family}"
-    parts = [p for p in re.split(r"[\s.]+", plain) if p]
+    parts = [p for p in _NAME_GAPS.split(plain) if p]
     if not parts:
         return ((), "")
     return (tuple(parts[:-1]), parts[-1])
