@@ -316,18 +316,44 @@ def _quoted_printable(text: str) -> bytes:
     a CRLF, and a line end added at the end when there is none. binascii's encoder (C) also
     writes "=" and trailing whitespace as =XX, and "=" only ever before two hex digits or a
     soft line break.
+
+    Each line is encoded on its own and remembered: b2a_qp keeps no state from one line to the
+    next (it starts counting again after each line break), so the result is the bytes it gives for
+    the whole text, and most lines of a run's emails (the template's, each paper's) repeat.
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.endswith("\n"):
-        text += "\n"
-    encoded = binascii.b2a_qp(text.encode().replace(b"\n", b"\r\n"))
-    if max(map(len, encoded.split(b"\r\n")), default=0) <= _QP_LINE:
-        return encoded
-    return b"\r\n".join(_qp_folded(line) for line in encoded.split(b"\r\n"))
+    lines = text.split("\n")
+    if len(lines) > 1 and not lines[-1]:  # the text's final line end: it adds no line of its own
+        lines.pop()
+    return b"".join([_QP_LINES[line] for line in lines])
 
 
 _QP_LINE = 76  # RFC 2045's limit on an encoded line
+
+
+class _QPLines(dict[str, bytes]):
+    """A line's quoted-printable form with its CRLF, encoded once; emptied when it holds _MAX_CHARS of lines."""
+
+    _MAX_CHARS = 4_000_000  # about 10 MB with the encodings; the lines a run's emails repeat are far fewer
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chars = 0
+
+    def __missing__(self, line: str) -> bytes:
+        encoded = binascii.b2a_qp(line.encode() + b"\r\n")  # ends in CRLF; soft line breaks inside when long
+        if len(encoded) > _QP_LINE + 2 and max(map(len, encoded.split(b"\r\n"))) > _QP_LINE:
+            encoded = b"\r\n".join(map(_qp_folded, encoded.split(b"\r\n")))
+        if self.chars > self._MAX_CHARS:
+            self.clear()
+            self.chars = 0
+        self[line] = encoded
+        self.chars += len(line)
+        return encoded
+
+
+_QP_LINES = _QPLines()
 
 
 def _qp_folded(line: bytes) -> bytes:
