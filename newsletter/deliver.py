@@ -399,6 +399,9 @@ def _printable(text: str) -> str:
     return " ".join(text.split())
 
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
 class MaildirTransport:
     """The embedded default: each message becomes a file in <maildir>/new.
 
@@ -417,22 +420,28 @@ class MaildirTransport:
         except OSError as exc:
             raise DeliveryError(f"{path}: cannot create the Maildir: {exc.strerror}") from None
         self.path = path
+        self._tmp, self._new = f"{path}/tmp/", f"{path}/new/"  # str paths: pathlib's joins cost more than the write
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
         self._count = 0
-        self._unsynced: list[Path] = []
+        self._unsynced: list[str] = []
 
     def send(self, message: bytes, *, sender: str, recipient: str) -> str:
         self._count += 1
         now = time.time()
         key = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{self._count}.{self._host}"
-        temporary, final = self.path / "tmp" / key, self.path / "new" / key
+        temporary, final = self._tmp + key, self._new + key
         try:
-            with open(temporary, "xb") as file:  # "x": never reuse a name
-                file.write(message)
+            descriptor = os.open(temporary, _NEW_FILE, 0o666)  # O_EXCL: never reuse a name
+            try:
+                written = os.write(descriptor, message)
+                while written < len(message):  # a regular file takes it all at once but for a full disk or a signal
+                    written += os.write(descriptor, memoryview(message)[written:])
+            finally:
+                os.close(descriptor)
             os.rename(temporary, final)
         except OSError as exc:
             with contextlib.suppress(OSError):  # whatever half-written file there is; its folder may be the problem
-                temporary.unlink()
+                os.unlink(temporary)
             raise DeliveryError(f"{self.path}: cannot write the message for {recipient}: {exc.strerror}") from None
         self._unsynced.append(final)
         return key
@@ -447,7 +456,7 @@ class MaildirTransport:
                 finally:
                     os.close(descriptor)
             if self._unsynced:
-                directory = os.open(self.path / "new", os.O_RDONLY)
+                directory = os.open(self._new, os.O_RDONLY)
                 try:
                     os.fsync(directory)
                 finally:
