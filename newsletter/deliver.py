@@ -333,19 +333,28 @@ _QP_LINE = 76  # RFC 2045's limit on an encoded line
 
 
 class _QPLines(dict[str, bytes]):
-    """A line's quoted-printable form with its CRLF, encoded once; emptied when it holds _MAX_CHARS of lines."""
+    """A line's quoted-printable form with its CRLF, encoded once.
 
-    _MAX_CHARS = 4_000_000  # about 10 MB with the encodings; the lines a run's emails repeat are far fewer
+    Bounded in two generations: when the lines added reach _MAX_CHARS the store starts afresh and
+    keeps the full one as ``older``, from which a line asked for again is taken back, so the
+    lines every email has (the template's) survive while those of one email (a name) go.
+    """
+
+    _MAX_CHARS = 2_500_000  # per generation: with the encodings, about 12 MB at most for both
 
     def __init__(self) -> None:
         super().__init__()
         self.chars = 0
+        self.older: dict[str, bytes] = {}
 
     def __missing__(self, line: str) -> bytes:
-        encoded = binascii.b2a_qp(line.encode() + b"\r\n")  # ends in CRLF; soft line breaks inside when long
-        if len(encoded) > _QP_LINE + 2 and max(map(len, encoded.split(b"\r\n"))) > _QP_LINE:
-            encoded = b"\r\n".join(map(_qp_folded, encoded.split(b"\r\n")))
+        encoded = self.older.get(line)
+        if encoded is None:
+            encoded = binascii.b2a_qp(line.encode() + b"\r\n")  # ends in CRLF; soft line breaks inside when long
+            if line.endswith((" ", "\t")) and len(encoded) > _QP_LINE + 2:  # the one way b2a_qp leaves a line too long
+                encoded = b"\r\n".join(map(_qp_folded, encoded.split(b"\r\n")))
         if self.chars > self._MAX_CHARS:
+            self.older = dict(self)
             self.clear()
             self.chars = 0
         self[line] = encoded

@@ -262,14 +262,18 @@ def test_line_by_line_encoding_gives_the_bytes_of_one_b2a_qp_call(text: str) -> 
     assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)  # the same lines, remembered
 
 
-def test_the_line_store_is_emptied_when_full_and_the_bytes_stay_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_line_store_keeps_two_generations_and_the_bytes_stay_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = deliver._QPLines()
     monkeypatch.setattr(deliver, "_QP_LINES", lines)
     monkeypatch.setattr(deliver._QPLines, "_MAX_CHARS", 100)
-    text = "".join(f"line {number}: " + "é=" * number + "\n" for number in range(40))
-    assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)
-    assert 0 < lines.chars <= 100 + 100 and len(lines) < 40  # emptied on the way, never above the limit by more than a line
-    assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)
+    common = "<p>the line every email has é=</p>\n"
+    texts = [common + "".join(f"line {number}.{n}: " + "é=" * n + "\n" for n in range(10)) for number in range(20)]
+    for text in texts:
+        assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)
+        assert lines.chars <= 100 + 100 and len(lines.older) < 20  # a generation is cut at the limit (with its last line)
+        assert common[:-1] in lines or common[:-1] in lines.older  # taken back from the older generation when asked again
+    for text in texts:  # from the store, or encoded again
+        assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)
 
 
 HEADER_TEXT = st.one_of(
