@@ -80,6 +80,10 @@ class Renderer:
         self._text = self._load(TEXT_TEMPLATE)
         if inline:
             self._html = self._guard(lambda: self.env.from_string(inline_template(self._source(HTML_TEMPLATE))), HTML_TEMPLATE)
+        for template in (self._html, self._text):
+            # Jinja keeps a template's globals as a ChainMap over the Environment's, and every render copies it
+            # into the new context at Python speed (~3 us per template per email): a plain dict copies in C.
+            template.globals = dict(template.globals)
 
     def render(self, digest: Digest, *, branding: Branding, links: DigestLinks) -> RenderedEmail:
         context = digest_context(digest, branding=branding, links=links)
