@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.render_text import fill_spaced, printable, tidy_text, wrap
+from newsletter.render_text import fill_spaced, printable, wrap
 
 WORDS = st.lists(
     st.one_of(st.text(alphabet="ab-—“”é論", min_size=1, max_size=12), st.sampled_from(["", " ", "  ", "x" * 80])), max_size=40,
@@ -46,9 +45,3 @@ def test_printable_drops_controls_and_keeps_newlines_and_tabs() -> None:
     assert printable("a\x00b\x1bc\u2028d\re\x85f") == "abc d e f"
     assert printable("line\n\tnext") == "line\n\tnext"
     assert printable(7) == 7
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["\n", "\n\n", "\n\n\n", "\n" * 7, " ", "\t", "x", "== Topic ==", " \n"]), max_size=40).map("".join))
-def test_tidy_text_keeps_at_most_one_blank_line_in_a_row_as_the_regular_expression_did(text: str) -> None:
-    assert tidy_text(text) == re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
