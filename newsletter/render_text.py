@@ -99,6 +99,9 @@ def _is_boundary(text: str, start: int, end: int) -> bool:
 
 _URL_KEEP = "!#$%&'()*+,/:;=?@[]~-._"  # RFC 3986 reserved and unreserved characters, and existing %-escapes
 _HOST = re.compile(r"(?:[\w.~%!$&'()*+,;=-]+@)?(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+# An http(s) URL safe_url returns unchanged: lower-case scheme, a plain host (no user, no [IPv6]), only characters quote()
+# keeps; an empty query or fragment ("x?", "x?#y", "x#") is dropped by urlunsplit, so those take the long way.
+_CLEAN_URL = re.compile(r"https?://[A-Za-z0-9._~-]+(?::[0-9]{1,5})?(?:[/?#][A-Za-z0-9!#$%&'()*+,/:;=?@\[\]~._-]*)?")
 
 
 _SEPARATORS = re.compile(r"[\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")  # line breaks and separators text may not hold
@@ -132,7 +135,16 @@ def safe_url(url: str | None) -> str | None:
     quotes, angle brackets, backticks, control characters, non-ASCII) is percent-encoded, so a link can neither
     break out of its attribute in a client that mangles quoting nor carry a space into the text part.
     """
-    if not url or not re.match(r"https?://", url := url.strip(), re.I):
+    if not url:
+        return None
+    if _CLEAN_URL.fullmatch(url) and not url.endswith(("?", "#")) and "?#" not in url:
+        return url  # nothing to encode, and urlsplit/urlunsplit would give it back as it is: most feeds' links
+    return _normalised_url(url)
+
+
+def _normalised_url(url: str) -> str | None:
+    """safe_url's long way: split, check the host, percent-encode, put together again."""
+    if not re.match(r"https?://", url := url.strip(), re.I):
         return None
     try:
         parts = urlsplit(url)  # also drops the tabs and newlines a URL parser ignores
