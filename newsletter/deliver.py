@@ -107,7 +107,7 @@ def _header_fields(email: RenderedEmail, envelope: Envelope, *, now: dt.datetime
         ("To", (_one_line(envelope.recipient_name), envelope.recipient)),
         ("Subject", _one_line(email.subject)),
         ("Message-ID", message_id),
-        ("Date", format_datetime(now.astimezone(dt.timezone.utc))),
+        ("Date", _date(now)),
         ("List-Id", _one_line(envelope.list_id)),
         # RFC 2369 List-Unsubscribe (https first, as mail providers prefer) and RFC 8058 one-click.
         ("List-Unsubscribe", ", ".join(f"<{_printable(target)}>" for target in (envelope.unsubscribe_https, envelope.unsubscribe_mailto) if target)),
@@ -116,6 +116,11 @@ def _header_fields(email: RenderedEmail, envelope: Envelope, *, now: dt.datetime
         fields.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     fields.append(("Auto-Submitted", "auto-generated"))
     return fields
+
+
+@functools.lru_cache(maxsize=32)  # a batch's messages are built at one moment, a clock reading per batch
+def _date(now: dt.datetime) -> str:
+    return format_datetime(now.astimezone(dt.timezone.utc))
 
 
 @functools.lru_cache(maxsize=32)
@@ -180,12 +185,17 @@ def _field(name: str, value: FieldValue) -> str:
     if isinstance(value, tuple):
         return _from_field(name, value) if name == "From" else _mailbox_field(name, value)
     if name in _TEXT_FIELDS:
-        return _fold(name, _text_words(value))
+        return _text_field(name, value)
     if name == "List-Unsubscribe":
         return _list_unsubscribe_field(name, value, "\r\n")
     if len(name) + 2 + len(value) <= _MAX_LINE and _PLAIN_VALUE.fullmatch(value) and "=?" not in value:
         return f"{name}: {value}\r\n"
     return _policy_field(name, value)
+
+
+@functools.lru_cache(maxsize=4096)  # the List-Id is the same for a whole run, and readers with the same topics share subjects
+def _text_field(name: str, text: str) -> str:
+    return _fold(name, _text_words(text))
 
 
 def _mailbox_field(name: str, mailbox: Mailbox) -> str:
