@@ -350,7 +350,7 @@ class _QPLines(dict[str, bytes]):
     lines every email has (the template's) survive while those of one email (a name) go.
     """
 
-    _MAX_CHARS = 2_500_000  # per generation: with the encodings, about 12 MB at most for both
+    _MAX_CHARS = 2_500_000  # per generation: with the encodings, about 14 MB for both (13 MB measured at 1,000 readers)
 
     def __init__(self) -> None:
         super().__init__()
