@@ -68,15 +68,13 @@ def highlight_parts(text: str, terms: Sequence[str]) -> list[tuple[str, bool]]:
     lowered = text.lower()
     if len(lowered) != len(text):  # a few characters change length when lowered ("İ"): keep offsets exact
         lowered = "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in text)
-    taken = [False] * len(text)
-    spans = []
+    spans: list[tuple[int, int]] = []  # a handful: checking each is cheaper than a per-character "taken" list
     for term in sorted({t.lower() for t in terms if t}, key=len, reverse=True):
         start = lowered.find(term)
         while start >= 0:
             end = start + len(term)
-            if _is_boundary(text, start, end) and not any(taken[start:end]):
+            if _is_boundary(text, start, end) and not any(start < taken_end and taken_start < end for taken_start, taken_end in spans):
                 spans.append((start, end))
-                taken[start:end] = [True] * len(term)
             start = lowered.find(term, start + 1)
     parts: list[tuple[str, bool]] = []
     last = 0
@@ -99,6 +97,9 @@ def _is_boundary(text: str, start: int, end: int) -> bool:
 
 _URL_KEEP = "!#$%&'()*+,/:;=?@[]~-._"  # RFC 3986 reserved and unreserved characters, and existing %-escapes
 _HOST = re.compile(r"(?:[\w.~%!$&'()*+,;=-]+@)?(?:[A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+# An http(s) URL safe_url returns unchanged: lower-case scheme, a plain host (no user, no [IPv6]), only characters quote()
+# keeps; an empty query or fragment ("x?", "x?#y", "x#") is dropped by urlunsplit, so those take the long way.
+_CLEAN_URL = re.compile(r"https?://[A-Za-z0-9._~-]+(?::[0-9]{1,5})?(?:[/?#][A-Za-z0-9!#$%&'()*+,/:;=?@\[\]~._-]*)?")
 
 
 _SEPARATORS = re.compile(r"[\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]")  # line breaks and separators text may not hold
@@ -132,7 +133,16 @@ def safe_url(url: str | None) -> str | None:
     quotes, angle brackets, backticks, control characters, non-ASCII) is percent-encoded, so a link can neither
     break out of its attribute in a client that mangles quoting nor carry a space into the text part.
     """
-    if not url or not re.match(r"https?://", url := url.strip(), re.I):
+    if not url:
+        return None
+    if _CLEAN_URL.fullmatch(url) and not url.endswith(("?", "#")) and "?#" not in url:
+        return url  # nothing to encode, and urlsplit/urlunsplit would give it back as it is: most feeds' links
+    return _normalised_url(url)
+
+
+def _normalised_url(url: str) -> str | None:
+    """safe_url's long way: split, check the host, percent-encode, put together again."""
+    if not re.match(r"https?://", url := url.strip(), re.I):
         return None
     try:
         parts = urlsplit(url)  # also drops the tabs and newlines a URL parser ignores

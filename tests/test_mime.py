@@ -10,6 +10,7 @@ Digests are real papers from the shared data rendered by Renderer; headers and b
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import email
 import re
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_email import SENDER, digest_of, links_for, real_entries
 
+from newsletter import deliver
 from newsletter.deliver import Envelope, build_email_message, build_message
 from newsletter.errors import DeliveryError
 from newsletter.models import RenderedEmail, Subscriber, Topic
@@ -236,6 +238,42 @@ def test_random_bodies_decode_to_the_text_as_emailmessage_gives_it(text: str, ht
     assert_same_message(message_id, raw, reference)
     plain, markup = parse(raw).iter_parts()
     assert plain.get_content() == as_wire_text(text) and markup.get_content() == as_wire_text(html)
+
+
+def whole_text_quoted_printable(text: str) -> bytes:
+    """The body as one b2a_qp call over the whole text, each line it leaves too long folded: what build_message wrote
+    before it encoded (and remembered) each line on its own."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text += "" if text.endswith("\n") else "\n"
+    encoded = binascii.b2a_qp(text.encode().replace(b"\n", b"\r\n"))
+    return b"\r\n".join(deliver._qp_folded(line) for line in encoded.split(b"\r\n"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=BODIES)
+@example(text="")
+@example(text="\n")
+@example(text="x")
+@example(text=" \n.\n=\n" + "y" * 75 + " \n" + "é" * 30 + "\t\n\n")
+@example(text="é\x00From 0𐀀00000\x80\x80\x80\x80\x80𐀀 \n")
+def test_line_by_line_encoding_gives_the_bytes_of_one_b2a_qp_call(text: str) -> None:
+    """b2a_qp keeps no state across a line break, so encoding line by line (from the store or not) changes no byte."""
+    assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)  # lines new to the store
+    assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)  # the same lines, remembered
+
+
+def test_the_line_store_keeps_two_generations_and_the_bytes_stay_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = deliver._QPLines()
+    monkeypatch.setattr(deliver, "_QP_LINES", lines)
+    monkeypatch.setattr(deliver._QPLines, "_MAX_CHARS", 100)
+    common = "<p>the line every email has é=</p>\n"
+    texts = [common + "".join(f"line {number}.{n}: " + "é=" * n + "\n" for n in range(10)) for number in range(20)]
+    for text in texts:
+        assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)
+        assert lines.chars <= 100 + 100 and len(lines.older) < 20  # a generation is cut at the limit (with its last line)
+        assert common[:-1] in lines or common[:-1] in lines.older  # taken back from the older generation when asked again
+    for text in texts:  # from the store, or encoded again
+        assert deliver._quoted_printable(text) == whole_text_quoted_printable(text)
 
 
 HEADER_TEXT = st.one_of(

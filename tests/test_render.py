@@ -112,3 +112,16 @@ def test_unhashable_cache_key_is_a_render_error_naming_the_line(tmp_path: Path) 
     line = next(n for n, row in enumerate(text.read_text(encoding="utf-8").splitlines(), start=1) if "{% cache [" in row)
     with pytest.raises(RenderError, match=rf"digest.txt.j2:{line}: template error: .*unhashable"):
         Renderer(tmp_path).render(_digest(_item(1, "a", "KD")), branding=BRANDING, links=LINKS)
+
+
+def test_custom_templates_still_see_jinjas_globals(tmp_path: Path) -> None:
+    """Renderer keeps each template's globals as a plain dict (a faster copy per email): range, joiner, namespace remain."""
+    (tmp_path / "digest.html.j2").write_text(
+        "<p>{% set sep = joiner(' | ') %}{% for n in range(3) %}{{ sep() }}{{ n }}{% endfor %}</p>"
+        "{% set ns = namespace(count=0) %}{% for item in items %}{% set ns.count = ns.count + 1 %}{% endfor %}<p>{{ ns.count }}</p>",
+        encoding="utf-8",
+    )
+    (tmp_path / "digest.txt.j2").write_text("{{ range(2) | list }} {{ dict(a=1) }} {{ cycler('x', 'y').next() }}", encoding="utf-8")
+    for inline in (True, False):
+        email = Renderer(tmp_path, inline=inline).render(_digest(_item(1, "a", "KD"), _item(2, "b", "KD")), branding=BRANDING, links=LINKS)
+        assert "<p>0 | 1 | 2</p><p>2</p>" in email.html.replace("\n", "") and email.text == "[0, 1] {'a': 1} x\n"

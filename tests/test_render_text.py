@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from newsletter.render_text import fill_spaced, printable, wrap
+from newsletter import render_text
+from newsletter.render_text import fill_spaced, highlight_parts, printable, safe_url, wrap
 
 WORDS = st.lists(
     st.one_of(st.text(alphabet="ab-—“”é論", min_size=1, max_size=12), st.sampled_from(["", " ", "  ", "x" * 80])), max_size=40,
@@ -45,3 +46,53 @@ def test_printable_drops_controls_and_keeps_newlines_and_tabs() -> None:
     assert printable("a\x00b\x1bc\u2028d\re\x85f") == "abc d e f"
     assert printable("line\n\tnext") == "line\n\tnext"
     assert printable(7) == 7
+
+
+URL_PIECES = st.sampled_from([
+    "http://", "https://", "HTTP://", "example.org", "a.b-c_d~e", ":8080", ":", "/", "/path", "?", "#", "?#", "&", "=", "%20", "%",
+    "@", "user@", "[", "]", "[::1]", "[1.2.3.4]", "'", "(", ")", "*", "+", ",", ";", "!", "$", " ", "\t", "\n", "é", "ü/", '"', "<", ">",
+    "`", "{", "|", "}", "^", "\\", "١٢", "\x00", "\x7f",
+])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(URL_PIECES, max_size=12).map("".join), st.sampled_from(["", "http://", "https://"]))
+@example("x.org/b?", "http://")
+@example("x.org/b#", "https://")
+@example("x.org/b?#c", "https://")
+@example("x.org?", "https://")
+@example("[1.2.3.4]/a", "https://")
+@example("x.org:١٢/", "https://")
+def test_safe_url_returns_what_the_long_way_returns(tail: str, scheme: str) -> None:
+    """The shortcut for URLs with nothing to encode gives the bytes that splitting and encoding give."""
+    url = scheme + tail
+    assert safe_url(url) == render_text._normalised_url(url)
+
+
+def test_safe_url_takes_the_shortcut_for_plain_links_only() -> None:
+    plain = ["https://arxiv.org/abs/2601.00001", "http://x.org:8080/a?b=1&c=%20#frag", "https://huggingface.co/papers/2601.00001"]
+    assert all(render_text._CLEAN_URL.fullmatch(url) for url in plain)
+    assert not any(render_text._CLEAN_URL.fullmatch(url) for url in ["HTTPS://x.org/", "https://u@x.org/", "https://x.org/a b", "https://[::1]/"])
+
+
+def marked_characters(text: str, terms: list[str]) -> list[bool]:
+    """The specification highlight_parts follows, one character at a time: longer terms first, each whole-word match
+    (no letter, digit or underscore either side) marked unless it overlaps a match already marked."""
+    taken = [False] * len(text)
+    lowered = text.lower()
+    for term in sorted({t.lower() for t in terms if t}, key=len, reverse=True):
+        for start in range(len(text) - len(term) + 1):
+            end = start + len(term)
+            before, after = text[start - 1 : start] or " ", text[end : end + 1] or " "
+            whole = not (before.isalnum() or before == "_" or after.isalnum() or after == "_")
+            if lowered[start:end] == term and whole and not any(taken[start:end]):
+                taken[start:end] = [True] * len(term)
+    return taken
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab _-.A", max_size=40), st.lists(st.text(alphabet="abA _", min_size=1, max_size=5), max_size=4))
+def test_highlight_parts_marks_what_the_specification_marks(text: str, terms: list[str]) -> None:
+    parts = highlight_parts(text, terms)
+    assert "".join(piece for piece, _ in parts) == text
+    assert [hit for piece, hit in parts for _ in piece] == marked_characters(text, terms)
