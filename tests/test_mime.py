@@ -285,6 +285,16 @@ HEADER_TEXT = st.one_of(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=HEADER_TEXT, subject=HEADER_TEXT, title=HEADER_TEXT)
+@example(name="x" * 140 + " " + "x" * 140, subject="", title="")  # hypothesis found it: the reference's To: breaks
 def test_random_names_subjects_and_list_ids_decode_as_the_reference(name: str, subject: str, title: str) -> None:
     env = envelope(name, list_id=f"{title} <daily-papers.example.org>")
-    assert_same_message(*both(RenderedEmail(subject, "<p>x</p>", "x"), env))
+    message_id, raw, reference = both(RenderedEmail(subject, "<p>x</p>", "x"), env)
+    if list(parse(reference.as_bytes()).keys()) != list(reference.keys()):
+        # Python's own folder can write a blank line inside a long To: (two words over 78 characters), which ends
+        # the header there: that reference is no reference. Ours still parses back to every field, the name intact.
+        assert_wire_format(raw)
+        parsed = parse(raw)
+        assert list(parsed.keys()) == list(reference.keys()) and not parsed.defects
+        assert rfc2047_display_name(dict(raw_fields(raw))["To"]) == reference["To"].addresses[0].display_name  # as RFC 2047 reads it
+        return
+    assert_same_message(message_id, raw, reference)
