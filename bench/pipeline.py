@@ -20,11 +20,13 @@ Printed:
     Renderer.render + deliver.build_message + MaildirTransport.send (digests/s);
   - the whole daily run: pipeline.run_digests(config, DigestRequest(ignore_time=True),
     clock=fixed) into the Maildir: wall time, digests/s, peak RSS (VmHWM of a fresh process
-    per run, so runs do not share a peak; with workers, the largest worker's too);
+    per run, so runs do not share a peak; with workers, the largest worker's too), and its CPU
+    time (user + system, workers included): digests per CPU second is the per-core figure that
+    other work on a shared machine disturbs least;
   - the same day's run with `--workers 2` (pipeline.run_digests(..., workers=2)) on a copy of the
     same database, and its speed-up over one worker;
   - naive reference on --naive-sample subscribers, extrapolated per digest, as the issue describes
-    it: ranking by a Python loop over every entry and keyword for each subscriber (keyword words
+    it (wall and CPU time): ranking by a Python loop over every entry and keyword for each subscriber (keyword words
     looked up in each entry's word sets, split once for all subscribers, which favours the naive
     side; excluded words, followed authors),
     premailer per email (Renderer(templates, inline=False)), one EmailMessage per digest
@@ -259,13 +261,15 @@ def run_size(count: int, entries_wanted: int, sample: int, naive_sample: int, re
             few = chosen[:naive_sample]
             words = [(set(re.findall(r"\w+", e.title.lower())), set(re.findall(r"\w+", f"{e.title} {e.summary}".lower())))
                      for e in pool.entries]
-            naive_rank_s, picks = timed(lambda: [naive_rank(s, pool.entries, words) for s in few])
+            naive_rank_s, naive_rank_cpu, picks = timed_both(lambda: [naive_rank(s, pool.entries, words) for s in few])
             out["naive_rank_rate"] = len(few) / naive_rank_s
+            out["naive_rank_cpu_rate"] = len(few) / naive_rank_cpu
             out["naive_nonempty_share"] = sum(1 for p in picks if p) / len(few)
             naive_renderer = Renderer(config.templates, inline=False)
             shown = [d for d in (pipeline.build_digest(config, store, s, now=NOW, pool=pool) for s in few) if d.items]
-            naive_render_s, _ = timed(lambda: [deliver_one(d, naive_renderer, build_email_message) for d in shown])
+            naive_render_s, naive_render_cpu, _ = timed_both(lambda: [deliver_one(d, naive_renderer, build_email_message) for d in shown])
             out["naive_render_rate"] = len(shown) / naive_render_s if shown else float("nan")
+            out["naive_render_cpu_rate"] = len(shown) / naive_render_cpu if shown else float("nan")
         scratch_box.close()
 
     return out
@@ -301,15 +305,23 @@ def daily_run(config_path: Path, workers: int) -> dict:
     """`newsletter digest --all [--workers N]` for one day: run_digests with a fixed clock, into the config's Maildir."""
     config = load_config(config_path)
     before = _vmhwm_mb()
+    cpu_before = _cpu_seconds()
     wall, report = timed(lambda: pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=clock, workers=workers))
+    cpu = _cpu_seconds() - cpu_before
     statuses: dict[str, int] = {}
     for outcome in report.digests:
         statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
     return {
-        "run_s": wall, "statuses": statuses, "sent": statuses.get("sent", 0), "problems": len(report.problems),
+        "run_s": wall, "cpu_s": cpu, "statuses": statuses, "sent": statuses.get("sent", 0), "problems": len(report.problems),
         "rss_before_run_mb": before, "peak_rss_mb": _vmhwm_mb(),
         "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers > 1 else 0.0,
     }
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the digest workers): what a run costs in cores."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _vmhwm_mb() -> float:
@@ -348,6 +360,8 @@ def show(r: dict) -> None:
           f"({r['statuses']}), {sent / r['run_s']:,.0f} digests/s, {r['run_s'] / max(sent, 1) * 1000:.2f} ms/digest; "
           f"peak RSS {r['peak_rss_mb']:.0f} MB (VmHWM of its own process; {r['rss_before_run_mb']:.0f} MB after imports); "
           f"Maildir files {r['maildir_files']:,}; DB {r['db_mb']:.0f} MB after the run")
+    print(f"  per core: {r['cpu_s']:.1f} CPU s (user + system) -> {sent / r['cpu_s']:,.0f} digests per CPU second; "
+          f"wall/CPU {r['run_s'] / r['cpu_s']:.2f} (above 1: waiting on the disk's fsyncs, or on other work on this machine)")
     parts = {"pool": r["pool_s"], "rank": n / r["rank_rate"],
              "render+MIME+Maildir": sent / r["render_rate"]}
     rest = r["run_s"] - sum(parts.values())
@@ -357,14 +371,16 @@ def show(r: dict) -> None:
     if "w2" in r:
         w2 = r["w2"]
         print(f"the same run with --workers 2: {w2['run_s']:.1f} s wall, {w2['sent']:,} sent, {w2['sent'] / w2['run_s']:,.0f} digests/s "
-              f"-> x{r['run_s'] / w2['run_s']:.2f} one worker; peak RSS {w2['peak_rss_mb']:.0f} MB parent, "
+              f"-> x{r['run_s'] / w2['run_s']:.2f} one worker ({w2['cpu_s']:.1f} CPU s in all processes); peak RSS {w2['peak_rss_mb']:.0f} MB parent, "
               f"{w2['worker_peak_rss_mb']:.0f} MB largest worker")
     naive_digest_s = 1 / r["naive_rank_rate"] + 1 / r["naive_render_rate"]  # per digest, on the naive sample
     ours_digest_s = r["run_s"] / max(sent, 1)
     print(f"naive reference (Python loop over entries per subscriber, premailer per email, EmailMessage per digest; "
           f"sampled, extrapolated per digest): rank {r['naive_rank_rate']:.1f} subscribers/s, render+MIME+Maildir "
           f"{r['naive_render_rate']:.1f} digests/s -> {1 / naive_digest_s:.1f} digests/s, {n * naive_digest_s / 60:.1f} min projected for {n:,}")
-    print(f"ours/naive: whole run x{naive_digest_s / ours_digest_s:,.1f} per digest (one process); "
+    naive_cpu = 1 / r["naive_rank_cpu_rate"] + 1 / r["naive_render_cpu_rate"]
+    print(f"ours/naive: whole run x{naive_digest_s / ours_digest_s:,.1f} per digest (one process; wall), "
+          f"x{naive_cpu / (r['cpu_s'] / max(sent, 1)):,.1f} in CPU time ({1 / naive_cpu:.1f} naive digests per CPU second); "
           f"rank x{r['rank_rate'] / r['naive_rank_rate']:,.1f}; render+MIME+Maildir x{r['render_rate'] / r['naive_render_rate']:.1f}")
 
 
@@ -412,9 +428,10 @@ def main() -> None:
         small, big = results[0], results[-1]
         per_small = small["run_s"] / max(small["sent"], 1)
         per_big = big["run_s"] / max(big["sent"], 1)
+        cpu_small, cpu_big = small["cpu_s"] / max(small["sent"], 1), big["cpu_s"] / max(big["sent"], 1)
         print(f"\nscaling: {per_big * 1000:.2f} ms/digest at {big['subscribers']:,} vs {per_small * 1000:.2f} ms/digest at "
-              f"{small['subscribers']:,} -> x{per_big / per_small:.2f} per digest; peak RSS {big['peak_rss_mb']:.0f} MB vs "
-              f"{small['peak_rss_mb']:.0f} MB")
+              f"{small['subscribers']:,} -> x{per_big / per_small:.2f} per digest (CPU: {cpu_big * 1000:.2f} vs {cpu_small * 1000:.2f} ms, "
+              f"x{cpu_big / cpu_small:.2f}); peak RSS {big['peak_rss_mb']:.0f} MB vs {small['peak_rss_mb']:.0f} MB")
 
 
 def run_day(base: Path, name: str, *, workers: int, remembered_from: str | None = None) -> dict:
