@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import accumulate, chain
 
 import numpy as np
@@ -52,6 +52,8 @@ RECENCY_DAYS = 7.0
 _STEMMER = snowballstemmer.stemmer("english")
 _WORD = re.compile(r"[^\W_]+")
 _WORDS_AND_GAPS = re.compile(r"([^\W_]+)")  # split() keeps the words: gap, word, gap, ..., word, gap
+_ASCII_WORD_CHARACTERS = np.zeros(256, np.bool_)  # what _WORD matches in ASCII text: letters and digits
+_ASCII_WORD_CHARACTERS[np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)] = True
 
 
 _ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
@@ -106,10 +108,16 @@ def phrase(keyword: str) -> Phrase:
     return tuple(_word(word) for word in _WORD.findall(keyword))
 
 
-def _bounds(text: str, words: int) -> list[int]:
-    """Word i < ``words`` of the text is text[bounds[2 i + 1] : bounds[2 i + 2]]; split and sums run in C, not a
-    match object per word, and stop after the last word asked for."""
-    return [0, *accumulate(map(len, _WORDS_AND_GAPS.split(text, maxsplit=words)))]
+def _bounds(text: str) -> npt.NDArray[np.int32]:
+    """Word i of the text is text[bounds[2 i + 1] : bounds[2 i + 2]] (bounds[0] is 0)."""
+    if text.isascii():  # most: where runs of letters and digits start and end, by numpy over the bytes
+        letters = np.zeros(len(text) + 2, np.bool_)
+        letters[1:-1] = _ASCII_WORD_CHARACTERS[np.frombuffer(text.encode("ascii"), np.uint8)]
+        edges = np.flatnonzero(letters[1:] != letters[:-1])
+        bounds = np.zeros(len(edges) + 1, np.int32)
+        bounds[1:] = edges
+        return bounds
+    return np.fromiter(chain((0,), accumulate(map(len, _WORDS_AND_GAPS.split(text)))), np.int32)
 
 
 # --- the pool: per-entry work, once per run -----------------------------------------
@@ -422,13 +430,25 @@ class Pool:
             entry, words = self.entries[doc], phrase(keyword)
             surfaces = []
             fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
-            for text, stems, forms in fields:
+            for field, (text, stems, forms) in enumerate(fields):
                 starts = _positions(stems, forms, words)
                 if starts:
-                    bounds = _bounds(text, starts[-1] + len(words))
+                    bounds = self._word_bounds(doc, field, text)
                     surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in starts]
             cached = self._surface_cache[key] = tuple(surfaces)
         return cached
+
+    def _word_bounds(self, doc: int, field: int, text: str) -> npt.NDArray[np.int32]:
+        """_bounds of a paper's title (0) or abstract (1); cached, as the paper's other keywords ask again."""
+        bounds = self._bounds_cache.get((doc, field))
+        if bounds is None:
+            bounds = self._bounds_cache[doc, field] = _bounds(text)
+        return bounds
+
+    @cached_property
+    def _bounds_cache(self) -> dict[tuple[int, int], npt.NDArray[np.int32]]:
+        """(doc, field) -> _bounds: filled by the readers' highlights."""
+        return {}
 
 
 def _arrays(counts: dict[int, tuple[int, int]]) -> tuple[Docs, npt.NDArray[np.int64]]:
