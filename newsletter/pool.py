@@ -123,6 +123,7 @@ def _bounds(text: str) -> npt.NDArray[np.int32]:
 # --- the pool: per-entry work, once per run -----------------------------------------
 
 _NO_DOCS: Docs = np.zeros(0, np.intp)
+_NO_WEIGHTS: Floats = np.zeros(0)
 
 
 @dataclass(frozen=True)
@@ -365,17 +366,26 @@ class Pool:
         if cached is not None:
             return cached
         idf = self._telling_words()
-        query = _tfidf(tuple(w for w in tokens(f"{liked.title} {liked.summary}") if w in idf), idf)
+        query = _tfidf(tuple(w for w in self._tokens_of(liked) if w in idf), idf)
         query_norm = math.sqrt(sum(v * v for v in query.values())) or 1.0
-        dots = np.zeros(len(self.entries))
-        # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up.
-        for word, weight in heapq.nlargest(LIKED_QUERY_WORDS, query.items(), key=lambda item: item[1]):
-            docs, weights = self._word_vector(word)
-            dots[docs] += weight * weights
-        similarity = dots / (query_norm * self._vector_norms)
+        # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up; bincount adds each paper's
+        # products in the words' order, as adding word by word did.
+        words = heapq.nlargest(LIKED_QUERY_WORDS, query.items(), key=lambda item: item[1])
+        vectors = [self._word_vector(word) for word, _ in words]
+        papers = np.concatenate([papers for papers, _ in vectors] or [_NO_DOCS])
+        weights = np.concatenate([weights for _, weights in vectors] or [_NO_WEIGHTS])
+        products = np.repeat([weight for _, weight in words], [len(papers) for papers, _ in vectors]) * weights
+        similarity = np.bincount(papers, weights=products, minlength=len(self.entries)) / (query_norm * self._vector_norms)
         close = np.flatnonzero(similarity >= LIKED_MIN_SIMILARITY)
         cached = self._similar_cache[liked.id] = (close, similarity[close])
         return cached
+
+    def _tokens_of(self, entry: Entry) -> tuple[str, ...]:
+        """tokens() of the paper's title and abstract: the pool's own when the paper is in it, as it is."""
+        doc = self.doc_of.get(entry.id)
+        if doc is not None and (self.entries[doc].title, self.entries[doc].summary) == (entry.title, entry.summary):
+            return self._titles[doc] + self._bodies[doc]
+        return tokens(f"{entry.title} {entry.summary}")
 
     def _telling_words(self) -> dict[str, float]:
         """IDF of the telling words: those in at most a quarter of the papers (not "the", "model").
@@ -428,13 +438,13 @@ class Pool:
         cached = self._surface_cache.get(key)
         if cached is None:
             entry, words = self.entries[doc], phrase(keyword)
-            surfaces = []
-            fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
-            for field, (text, stems, forms) in enumerate(fields):
-                starts = _positions(stems, forms, words)
-                if starts:
+            in_title, in_body = self.counts(words).get(doc, (0, 0))  # what _positions finds: a field without any is skipped
+            surfaces: list[str] = []
+            fields = ((in_title, entry.title, self._titles, self._title_forms), (in_body, entry.summary, self._bodies, self._body_forms))
+            for field, (found, text, stems, forms) in enumerate(fields):
+                if found:
                     bounds = self._word_bounds(doc, field, text)
-                    surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in starts]
+                    surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in _positions(stems[doc], forms[doc], words)]
             cached = self._surface_cache[key] = tuple(surfaces)
         return cached
 
