@@ -71,8 +71,8 @@ class _TopicMatches:
 class _Relevance:
     """One subscriber's relevance of every paper and what it is made of, to explain the picks."""
 
-    weighted: Floats  # topics x papers: topic weight x topic score
-    matched: Flags  # topics x papers: the paper matched the topic
+    totals: Floats  # topics x papers: the topic's score, 0 where the paper did not match it
+    weights: Floats  # per topic, as a column: weighted scores are weights x totals, as the per-paper formula states
     count: Docs  # per paper: the topics it matched
     value: Floats  # per paper: topics with their bonus, plus authors and liked papers, damped by disliked ones
     authors: dict[int, str]  # paper -> the first followed author who wrote it
@@ -139,12 +139,11 @@ def _relevance(
 ) -> _Relevance:
     size = len(pool)
     totals = _totals(topics, size)
-    weighted = np.array([topic.weight for topic in subscriber.topics]).reshape(-1, 1) * totals
-    matched = totals > 0
-    value = np.zeros(size)
-    for row in weighted:  # topic by topic, as the per-paper sum ran; unmatched topics add 0.0
-        value += row
-    count = matched.sum(axis=0)
+    weights = np.array([topic.weight for topic in subscriber.topics]).reshape(-1, 1)
+    hits = np.flatnonzero(totals)  # topic by topic: bincount adds each paper's weighted scores in topic order, as the per-paper sum ran
+    topic, doc = np.divmod(hits, size)
+    value = np.bincount(doc, weights=totals.ravel()[hits] * weights.ravel()[topic], minlength=size).astype(np.float64, copy=False)
+    count = np.bincount(doc, minlength=size)
     value *= 1 + MULTI_TOPIC_BONUS * (count - 1)  # several topics beat one
     authors = _authors(subscriber, pool)
     if authors:
@@ -155,7 +154,7 @@ def _relevance(
         value += LIKED_BOOST * similarity  # 0 for papers like none of them
     if disliked:
         value *= np.maximum(0.0, 1.0 - DISLIKED_DAMPING * pool.similar(disliked)[0])
-    return _Relevance(weighted, matched, count, value, authors, closest)
+    return _Relevance(totals, weights, count, value, authors, closest)
 
 
 def _totals(topics: list[_TopicMatches], size: int) -> Floats:
@@ -224,9 +223,10 @@ def _groups(subscriber: Subscriber, relevance: _Relevance, docs: Docs) -> Docs:
         fallback = np.where(is_author[docs], len(groups) - 3, fallback)
     if not names:
         return np.broadcast_to(fallback, docs.shape)
-    weighted = relevance.weighted[::-1, docs]  # the topics last first: argmax gives a tie to the later topic
+    totals = relevance.totals[::-1, docs]  # the topics last first: argmax gives a tie to the later topic
+    weighted = relevance.weights[::-1] * totals
     if min(topic.weight for topic in subscriber.topics) <= _NEVER_UNDERFLOWS:
-        weighted = np.where(relevance.matched[::-1, docs], weighted, -np.inf)  # else unmatched topics (0) never beat matched ones
+        weighted = np.where(totals > 0, weighted, -np.inf)  # else unmatched topics (0) never beat matched ones
     strongest = _topic_groups(names)[np.argmax(weighted, axis=0)]
     return np.where(relevance.count[docs] > 0, strongest, fallback)
 
@@ -249,8 +249,9 @@ def _explained(
 ) -> list[ScoredEntry]:
     """The picks with their full explanations, built only for what the reader will see; their columns fetched at once."""
     closest = relevance.closest[chosen].tolist() if relevance.closest is not None else [-1] * len(chosen)
+    totals = relevance.totals[:, chosen]
     columns = zip(
-        chosen.tolist(), relevance.weighted[:, chosen].T.tolist(), relevance.matched[:, chosen].T.tolist(),
+        chosen.tolist(), (relevance.weights * totals).T.tolist(), (totals > 0).T.tolist(),
         closest, relevance.value[chosen].tolist(), scores,
     )
     return [
