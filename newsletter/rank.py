@@ -140,7 +140,7 @@ def _relevance(
     size = len(pool)
     totals = _totals(topics, size)
     weights = np.array([topic.weight for topic in subscriber.topics]).reshape(-1, 1)
-    hits = np.flatnonzero(totals)  # topic by topic: bincount adds each paper's weighted scores in topic order, as the per-paper sum ran
+    hits = np.flatnonzero(totals > 0)  # topic by topic: bincount adds each paper's weighted scores in topic order, as the per-paper sum ran
     topic, doc = np.divmod(hits, size)
     value = np.bincount(doc, weights=totals.ravel()[hits] * weights.ravel()[topic], minlength=size).astype(np.float64, copy=False)
     count = np.bincount(doc, minlength=size)
