@@ -306,8 +306,10 @@ class Pool:
             other_docs, other_counts = _arrays(self.counts(other))
             covered[:, other_docs] = other_counts
             in_title, in_body = np.maximum(in_title - covered[0, docs], 0), np.maximum(in_body - covered[1, docs], 0)
-        left = (in_title > 0) | (in_body > 0)
-        docs, values = docs[left], self.idf(keyword, words) * self._saturated(docs[left], in_title[left], in_body[left])
+        if longer:  # papers whose every mention is inside a longer keyword drop out (counts() has only papers with some)
+            left = (in_title > 0) | (in_body > 0)
+            docs, in_title, in_body = docs[left], in_title[left], in_body[left]
+        values = self.idf(keyword, words) * self._saturated(docs, in_title, in_body)
         cached = self._score_cache[key] = Scores(dict(zip(docs.tolist(), values.tolist())), docs, values)
         return cached
 
@@ -463,7 +465,7 @@ class Pool:
 
 def _arrays(counts: dict[int, tuple[int, int]]) -> tuple[Docs, npt.NDArray[np.int64]]:
     """Phrase counts as (docs, [counts in titles, counts in abstracts]), in the dict's order."""
-    return np.fromiter(counts, np.intp, len(counts)), np.array(list(counts.values()), np.int64).reshape(-1, 2).T
+    return np.fromiter(counts, np.intp, len(counts)), np.fromiter(chain.from_iterable(counts.values()), np.int64, 2 * len(counts)).reshape(-1, 2).T
 
 
 @contextmanager
