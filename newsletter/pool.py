@@ -52,8 +52,8 @@ RECENCY_DAYS = 7.0
 _STEMMER = snowballstemmer.stemmer("english")
 _WORD = re.compile(r"[^\W_]+")
 _WORDS_AND_GAPS = re.compile(r"([^\W_]+)")  # split() keeps the words: gap, word, gap, ..., word, gap
-_ASCII_WORD_CHARACTERS = np.zeros(256, np.bool_)  # what _WORD matches in ASCII text: letters and digits
-_ASCII_WORD_CHARACTERS[np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", np.uint8)] = True
+# bytes.translate table: 1 for what _WORD matches in ASCII text (letters and digits), else 0
+_ASCII_WORD_CHARACTERS = bytes(c.isascii() and c.isalnum() for c in map(chr, range(256)))
 
 
 _ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
@@ -110,9 +110,8 @@ def phrase(keyword: str) -> Phrase:
 
 def _bounds(text: str) -> npt.NDArray[np.int32]:
     """Word i of the text is text[bounds[2 i + 1] : bounds[2 i + 2]] (bounds[0] is 0)."""
-    if text.isascii():  # most: where runs of letters and digits start and end, by numpy over the bytes
-        letters = np.zeros(len(text) + 2, np.bool_)
-        letters[1:-1] = _ASCII_WORD_CHARACTERS[np.frombuffer(text.encode("ascii"), np.uint8)]
+    if text.isascii():  # most: where runs of letters and digits start and end, found by numpy over the bytes
+        letters = np.frombuffer(b"\0" + text.encode("ascii").translate(_ASCII_WORD_CHARACTERS) + b"\0", np.bool_)
         edges = np.flatnonzero(letters[1:] != letters[:-1])
         bounds = np.zeros(len(edges) + 1, np.int32)
         bounds[1:] = edges
