@@ -408,7 +408,7 @@ class Pool:
         text = self._text()
         by_stem = np.zeros(len(text.stem_ids))  # 0: not a telling word
         by_stem[[text.stem_ids[word] for word in idf]] = list(idf.values())
-        words = np.flatnonzero(text.stems >= 0)
+        words = np.flatnonzero((text.stems >= 0) & (by_stem[text.stems] > 0))  # the telling words' positions only: half as many to sort
         pairs, first, counts = np.unique(text.docs[words].astype(np.int64) * len(text.stem_ids) + text.stems[words], return_index=True, return_counts=True)
         weights = counts * by_stem[pairs % len(text.stem_ids)]
         telling = np.flatnonzero(weights > 0)
