@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,10 @@ class RankSettings:
     min_score: float = 1.0  # relevance below this is not worth an email
     diversity: float = 0.3  # 0: pure score order; each further pick from the same topic counts (1 - diversity) as much
     now: dt.datetime | None = None  # for freshness; None: no recency prior
+
+    def __post_init__(self) -> None:
+        if self.diversity > 1:  # a negative discount would make a group's later papers outrank its earlier ones
+            raise ValueError(f"diversity is at most 1, not {self.diversity!r}")
 
 
 @dataclass(frozen=True)
@@ -240,7 +244,9 @@ def _named_groups(topics: tuple[str, ...]) -> tuple[str, ...]:
 def _topic_groups(topics: tuple[str, ...]) -> Docs:
     """Each topic's group, the last topic first."""
     groups = _named_groups(topics)
-    return np.array([groups.index(f"topic:{name}") for name in reversed(topics)])
+    found = np.array([groups.index(f"topic:{name}") for name in reversed(topics)])
+    found.flags.writeable = False  # shared by every call
+    return found
 
 
 def _explained(

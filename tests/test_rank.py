@@ -329,3 +329,10 @@ def test_the_c_stemmer_in_use_stems_real_abstracts_as_the_reference_python_one_d
     assert len(words) > 5000
     reference = EnglishStemmer()
     assert [word for word in words if in_use.stemWord(word) != reference.stemWord(word)] == []
+
+
+def test_diversity_above_one_is_refused() -> None:
+    """Picks are the best discounted scores, which needs a discount from 0 to 1 (the config allows below 1)."""
+    assert RankSettings(diversity=1.0).diversity == 1.0
+    with pytest.raises(ValueError, match="diversity"):
+        RankSettings(diversity=1.5)
