@@ -445,7 +445,8 @@ class Pool:
             for field, (found, text, stems, forms) in enumerate(fields):
                 if found:
                     bounds = self._word_bounds(doc, field, text)
-                    surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in _positions(stems[doc], forms[doc], words)]
+                    starts = _positions(stems[doc], forms[doc], words)
+                    surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in starts]
             cached = self._surface_cache[key] = tuple(surfaces)
         return cached
 

@@ -144,7 +144,7 @@ def _relevance(
     size = len(pool)
     totals = _totals(topics, size)
     weights = np.array([topic.weight for topic in subscriber.topics]).reshape(-1, 1)
-    hits = np.flatnonzero(totals > 0)  # topic by topic: bincount adds each paper's weighted scores in topic order, as the per-paper sum ran
+    hits = np.flatnonzero(totals > 0)  # topic by topic: bincount adds a paper's weighted scores in topic order, as the per-paper sum ran
     topic, doc = np.divmod(hits, size)
     value = np.bincount(doc, weights=totals.ravel()[hits] * weights.ravel()[topic], minlength=size).astype(np.float64, copy=False)
     count = np.bincount(doc, minlength=size)
@@ -183,7 +183,8 @@ def _authors(subscriber: Subscriber, pool: Pool) -> dict[int, str]:
 
 def _banned(subscriber: Subscriber, pool: Pool, unwanted: set[str]) -> Flags | None:
     """Per paper, whether an excluded word or being unwanted (sent, liked, disliked) keeps it out; None: nothing does."""
-    excluded = [pool.docs_with(words, exact=True) for words in map(phrase, subscriber.exclude) if words]  # exact words (and plurals): "review" must not drop "reviewer"
+    # Exclusions are exact words (and plurals): "review" must not drop "reviewer".
+    excluded = [pool.docs_with(words, exact=True) for words in map(phrase, subscriber.exclude) if words]
     unwanted_docs = [pool.doc_of[entry_id] for entry_id in unwanted if entry_id in pool.doc_of]
     if not excluded and not unwanted_docs:
         return None
