@@ -41,7 +41,7 @@ DISLIKED_DAMPING = 1.5  # relevance x (1 - this x cosine similarity to the close
 CATEGORY_BOOST = 0.3  # mild, and only for papers already relevant
 
 Flags = npt.NDArray[np.bool_]
-# A topic's total is above 1e-9 (IDF >= IDF_FLOOR, BM25's tf part >= 3 / (1 + K1 x papers)): times a weight above this
+# A topic's total is at least IDF_FLOOR x 3 / (1 + K1 x papers) (one mention's BM25 tf part): times a weight above this
 # it is never 0, so a topic the paper matched always outweighs one it did not.
 _NEVER_UNDERFLOWS = 1e-250
 
