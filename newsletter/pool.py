@@ -53,6 +53,8 @@ if hasattr(_STEMMER, "maxCacheSize"):  # PyStemmer's own cache: _stem caches, an
     _STEMMER.maxCacheSize = 0
 _WORD = re.compile(r"[^\W_]+")
 _WORDS_AND_GAPS = re.compile(r"([^\W_]+)")  # split() keeps the words: gap, word, gap, ..., word, gap
+# bytes.translate table: 1 for what _WORD matches in ASCII text (letters and digits), else 0
+_ASCII_WORD_CHARACTERS = bytes(c.isascii() and c.isalnum() for c in map(chr, range(256)))
 
 
 _ACRONYM_PLURAL = re.compile(r"[A-Z][A-Z0-9]+s")
@@ -121,15 +123,21 @@ def phrase(keyword: str) -> Phrase:
     return tuple(_word(word) for word in _WORD.findall(keyword))
 
 
-def _bounds(text: str, words: int) -> list[int]:
-    """Word i < ``words`` of the text is text[bounds[2 i + 1] : bounds[2 i + 2]]; split and sums run in C, not a
-    match object per word, and stop after the last word asked for."""
-    return [0, *accumulate(map(len, _WORDS_AND_GAPS.split(text, maxsplit=words)))]
+def _bounds(text: str) -> npt.NDArray[np.int32]:
+    """Word i of the text is text[bounds[2 i + 1] : bounds[2 i + 2]] (bounds[0] is 0)."""
+    if text.isascii():  # most: where runs of letters and digits start and end, found by numpy over the bytes
+        letters = np.frombuffer(b"\0" + text.encode("ascii").translate(_ASCII_WORD_CHARACTERS) + b"\0", np.bool_)
+        edges = np.flatnonzero(letters[1:] != letters[:-1])
+        bounds = np.zeros(len(edges) + 1, np.int32)
+        bounds[1:] = edges
+        return bounds
+    return np.fromiter(chain((0,), accumulate(map(len, _WORDS_AND_GAPS.split(text)))), np.int32)
 
 
 # --- the pool: per-entry work, once per run -----------------------------------------
 
 _NO_DOCS: Docs = np.zeros(0, np.intp)
+_NO_WEIGHTS: Floats = np.zeros(0)
 
 
 @dataclass(frozen=True)
@@ -490,8 +498,10 @@ class Pool:
             other_docs, other_counts = _arrays(self.counts(other))
             covered[:, other_docs] = other_counts
             in_title, in_body = np.maximum(in_title - covered[0, docs], 0), np.maximum(in_body - covered[1, docs], 0)
-        left = (in_title > 0) | (in_body > 0)
-        docs, values = docs[left], self.idf(keyword, words) * self._saturated(docs[left], in_title[left], in_body[left])
+        if longer:  # papers whose every mention is inside a longer keyword drop out (counts() has only papers with some)
+            left = (in_title > 0) | (in_body > 0)
+            docs, in_title, in_body = docs[left], in_title[left], in_body[left]
+        values = self.idf(keyword, words) * self._saturated(docs, in_title, in_body)
         cached = self._score_cache[key] = Scores(dict(zip(docs.tolist(), values.tolist())), docs, values)
         return cached
 
@@ -550,17 +560,26 @@ class Pool:
         if cached is not None:
             return cached
         idf = self._telling_words()
-        query = _tfidf(tuple(w for w in tokens(f"{liked.title} {liked.summary}") if w in idf), idf)
+        query = _tfidf(tuple(w for w in self._tokens_of(liked) if w in idf), idf)
         query_norm = math.sqrt(sum(v * v for v in query.values())) or 1.0
-        dots = np.zeros(len(self.entries))
-        # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up.
-        for word, weight in heapq.nlargest(LIKED_QUERY_WORDS, query.items(), key=lambda item: item[1]):
-            docs, weights = self._word_vector(word)
-            dots[docs] += weight * weights
-        similarity = dots / (query_norm * self._vector_norms)
+        # Like Lucene's MoreLikeThis, only the paper's most telling words are looked up; bincount adds each paper's
+        # products in the words' order, as adding word by word did.
+        words = heapq.nlargest(LIKED_QUERY_WORDS, query.items(), key=lambda item: item[1])
+        vectors = [self._word_vector(word) for word, _ in words]
+        papers = np.concatenate([papers for papers, _ in vectors] or [_NO_DOCS])
+        weights = np.concatenate([weights for _, weights in vectors] or [_NO_WEIGHTS])
+        products = np.repeat([weight for _, weight in words], [len(papers) for papers, _ in vectors]) * weights
+        similarity = np.bincount(papers, weights=products, minlength=len(self.entries)) / (query_norm * self._vector_norms)
         close = np.flatnonzero(similarity >= LIKED_MIN_SIMILARITY)
         cached = self._similar_cache[liked.id] = (close, similarity[close])
         return cached
+
+    def _tokens_of(self, entry: Entry) -> tuple[str, ...]:
+        """tokens() of the paper's title and abstract: the pool's own when the paper is in it, as it is."""
+        doc = self.doc_of.get(entry.id)
+        if doc is not None and (self.entries[doc].title, self.entries[doc].summary) == (entry.title, entry.summary):
+            return self._titles[doc] + self._bodies[doc]
+        return tokens(f"{entry.title} {entry.summary}")
 
     def _telling_words(self) -> dict[str, float]:
         """IDF of the telling words: those in at most a quarter of the papers (not "the", "model").
@@ -608,20 +627,33 @@ class Pool:
         cached = self._surface_cache.get(key)
         if cached is None:
             entry, words = self.entries[doc], phrase(keyword)
-            surfaces = []
-            fields = ((entry.title, self._titles[doc], self._title_forms[doc]), (entry.summary, self._bodies[doc], self._body_forms[doc]))
-            for text, stems, forms in fields:
-                starts = _positions(stems, forms, words)
-                if starts:
-                    bounds = _bounds(text, starts[-1] + len(words))
+            in_title, in_body = self.counts(words).get(doc, (0, 0))  # what _positions finds: a field without any is skipped
+            surfaces: list[str] = []
+            fields = ((in_title, entry.title, self._titles, self._title_forms), (in_body, entry.summary, self._bodies, self._body_forms))
+            for field, (found, text, stems, forms) in enumerate(fields):
+                if found:
+                    bounds = self._word_bounds(doc, field, text)
+                    starts = _positions(stems[doc], forms[doc], words)
                     surfaces += [text[bounds[2 * start + 1] : bounds[2 * (start + len(words))]] for start in starts]
             cached = self._surface_cache[key] = tuple(surfaces)
         return cached
 
+    def _word_bounds(self, doc: int, field: int, text: str) -> npt.NDArray[np.int32]:
+        """_bounds of a paper's title (0) or abstract (1); cached, as the paper's other keywords ask again."""
+        bounds = self._bounds_cache.get((doc, field))
+        if bounds is None:
+            bounds = self._bounds_cache[doc, field] = _bounds(text)
+        return bounds
+
+    @cached_property
+    def _bounds_cache(self) -> dict[tuple[int, int], npt.NDArray[np.int32]]:
+        """(doc, field) -> _bounds: filled by the readers' highlights."""
+        return {}
+
 
 def _arrays(counts: dict[int, tuple[int, int]]) -> tuple[Docs, npt.NDArray[np.int64]]:
     """Phrase counts as (docs, [counts in titles, counts in abstracts]), in the dict's order."""
-    return np.fromiter(counts, np.intp, len(counts)), np.array(list(counts.values()), np.int64).reshape(-1, 2).T
+    return np.fromiter(counts, np.intp, len(counts)), np.fromiter(chain.from_iterable(counts.values()), np.int64, 2 * len(counts)).reshape(-1, 2).T
 
 
 def _prior(entry: Entry, now: dt.datetime | None) -> float:

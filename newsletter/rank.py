@@ -24,10 +24,9 @@ replaced (tests/rank_reference.py, checked by tests/test_rank_equivalence.py).
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +41,9 @@ DISLIKED_DAMPING = 1.5  # relevance x (1 - this x cosine similarity to the close
 CATEGORY_BOOST = 0.3  # mild, and only for papers already relevant
 
 Flags = npt.NDArray[np.bool_]
+# A topic's total is at least IDF_FLOOR x 3 / (1 + K1 x papers) (one mention's BM25 tf part): times a weight above this
+# it is never 0, so a topic the paper matched always outweighs one it did not.
+_NEVER_UNDERFLOWS = 1e-250
 
 
 # --- ranking one subscriber -------------------------------------------------------------
@@ -52,6 +54,10 @@ class RankSettings:
     min_score: float = 1.0  # relevance below this is not worth an email
     diversity: float = 0.3  # 0: pure score order; each further pick from the same topic counts (1 - diversity) as much
     now: dt.datetime | None = None  # for freshness; None: no recency prior
+
+    def __post_init__(self) -> None:
+        if self.diversity > 1:  # a negative discount would make a group's later papers outrank its earlier ones
+            raise ValueError(f"diversity is at most 1, not {self.diversity!r}")
 
 
 @dataclass(frozen=True)
@@ -64,24 +70,17 @@ class _TopicMatches:
     def terms(self, doc: int) -> tuple[str, ...]:
         return tuple(keyword for keyword, scores in self.keywords if doc in scores.by_doc)
 
-    def total(self, size: int) -> Floats:
-        """Per paper, its keywords' scores added in keyword order (bincount adds in input order); 0 where none
-        matched, as scores are positive."""
-        if not self.keywords:
-            return np.zeros(size)
-        docs = np.concatenate([scores.docs for _, scores in self.keywords])
-        return np.bincount(docs, weights=np.concatenate([scores.values for _, scores in self.keywords]), minlength=size)
-
 
 @dataclass(frozen=True)
 class _Relevance:
     """One subscriber's relevance of every paper and what it is made of, to explain the picks."""
 
-    weighted: Floats  # topics x papers: topic weight x topic score
-    matched: Flags  # topics x papers: the paper matched the topic
+    totals: Floats  # topics x papers: the topic's score, 0 where the paper did not match it
+    weights: Floats  # per topic, as a column: weighted scores are weights x totals, as the per-paper formula states
+    count: Docs  # per paper: the topics it matched
     value: Floats  # per paper: topics with their bonus, plus authors and liked papers, damped by disliked ones
     authors: dict[int, str]  # paper -> the first followed author who wrote it
-    closest: Docs  # per paper: index of the closest liked paper, -1 for none
+    closest: Docs | None  # per paper: index of the closest liked paper, -1 for none; None: no liked papers
 
 
 def rank(
@@ -105,17 +104,20 @@ def rank(
     pool = candidates if isinstance(candidates, Pool) else Pool(candidates)
     topics = [_topic_matches(topic, pool) for topic in subscriber.topics]
     relevance = _relevance(subscriber, pool, topics, liked, disliked)
-    unwanted = set(skip_ids) | set(subscriber.liked) | {entry.id for entry in (*liked, *disliked)}
     threshold = 0.0 if include_below_threshold else max(settings.min_score, 1e-9)
-    eligible = np.flatnonzero((relevance.value >= threshold) & ~_banned(subscriber, pool, unwanted))
-    scores = _scores(subscriber, pool, relevance.value, settings.now)
-    order = eligible[np.lexsort((eligible, -scores[eligible]))]  # best first, ties by pool position
+    eligible = np.flatnonzero(relevance.value >= threshold)
+    banned = _banned(subscriber, pool, {*skip_ids, *subscriber.liked, *(entry.id for entry in (*liked, *disliked))})
+    if banned is not None:
+        eligible = eligible[~banned[eligible]]
+    scores = _scores(subscriber, pool, relevance.value, eligible, settings.now)
+    by_score = np.argsort(-scores, kind="stable")  # best first, ties by pool position (eligible ascends)
+    order, scores = eligible[by_score], scores[by_score]
     limit = max_items if max_items is not None else subscriber.max_items
     if include_below_threshold or settings.diversity <= 0:
-        chosen = order[:limit].tolist()
+        chosen = list(range(len(order)))[:limit]
     else:
         chosen = _diversify(order, scores, _groups(subscriber, relevance, order), topics, limit=limit, diversity=settings.diversity)
-    return _explained(subscriber, pool, chosen, relevance, scores, topics, liked)
+    return _explained(subscriber, pool, order[chosen], relevance, scores[chosen].tolist(), topics, liked)
 
 
 def _topic_matches(topic: Topic, pool: Pool) -> _TopicMatches:
@@ -140,23 +142,35 @@ def _relevance(
     subscriber: Subscriber, pool: Pool, topics: list[_TopicMatches], liked: Sequence[Entry], disliked: Sequence[Entry],
 ) -> _Relevance:
     size = len(pool)
-    totals = np.array([matches.total(size) for matches in topics]).reshape(len(topics), size)
-    weighted = np.array([topic.weight for topic in subscriber.topics]).reshape(-1, 1) * totals
-    matched = totals > 0
-    value = np.zeros(size)
-    for row in weighted:  # topic by topic, as the per-paper sum ran; unmatched topics add 0.0
-        value += row
-    value *= 1 + MULTI_TOPIC_BONUS * (matched.sum(axis=0) - 1)  # several topics beat one
+    totals = _totals(topics, size)
+    weights = np.array([topic.weight for topic in subscriber.topics]).reshape(-1, 1)
+    hits = np.flatnonzero(totals > 0)  # topic by topic: bincount adds a paper's weighted scores in topic order, as the per-paper sum ran
+    topic, doc = np.divmod(hits, size)
+    value = np.bincount(doc, weights=totals.ravel()[hits] * weights.ravel()[topic], minlength=size).astype(np.float64, copy=False)
+    count = np.bincount(doc, minlength=size)
+    value *= 1 + MULTI_TOPIC_BONUS * (count - 1)  # several topics beat one
     authors = _authors(subscriber, pool)
-    value[list(authors)] += AUTHOR_BOOST
+    if authors:
+        value[list(authors)] += AUTHOR_BOOST
+    closest = None
     if liked:
         similarity, closest = pool.similar(liked)
         value += LIKED_BOOST * similarity  # 0 for papers like none of them
-    else:
-        closest = np.full(size, -1, np.intp)
     if disliked:
         value *= np.maximum(0.0, 1.0 - DISLIKED_DAMPING * pool.similar(disliked)[0])
-    return _Relevance(weighted, matched, value, authors, closest)
+    return _Relevance(totals, weights, count, value, authors, closest)
+
+
+def _totals(topics: list[_TopicMatches], size: int) -> Floats:
+    """Topics x papers: each topic's keywords' scores added in keyword order, all topics in one bincount (it adds in
+    input order); 0 where none matched, as scores are positive."""
+    keywords = [scores for matches in topics for _, scores in matches.keywords]
+    if not keywords:
+        return np.zeros((len(topics), size))
+    rows = np.repeat(np.arange(len(topics)) * size, [sum(len(scores.docs) for _, scores in matches.keywords) for matches in topics])
+    slots = rows + np.concatenate([scores.docs for scores in keywords])
+    weights = np.concatenate([scores.values for scores in keywords])
+    return np.bincount(slots, weights=weights, minlength=len(topics) * size).reshape(len(topics), size)
 
 
 def _authors(subscriber: Subscriber, pool: Pool) -> dict[int, str]:
@@ -167,22 +181,31 @@ def _authors(subscriber: Subscriber, pool: Pool) -> dict[int, str]:
     return authors
 
 
-def _banned(subscriber: Subscriber, pool: Pool, unwanted: set[str]) -> Flags:
+def _banned(subscriber: Subscriber, pool: Pool, unwanted: set[str]) -> Flags | None:
+    """Per paper, whether an excluded word or being unwanted (sent, liked, disliked) keeps it out; None: nothing does."""
+    # Exclusions are exact words (and plurals): "review" must not drop "reviewer".
+    excluded = [pool.docs_with(words, exact=True) for words in map(phrase, subscriber.exclude) if words]
+    unwanted_docs = [pool.doc_of[entry_id] for entry_id in unwanted if entry_id in pool.doc_of]
+    if not excluded and not unwanted_docs:
+        return None
     banned = np.zeros(len(pool), np.bool_)
-    for text in subscriber.exclude:  # exact words (and plurals): "review" must not drop "reviewer"
-        words = phrase(text)
-        if words:
-            banned[pool.docs_with(words, exact=True)] = True
-    banned[[pool.doc_of[entry_id] for entry_id in unwanted if entry_id in pool.doc_of]] = True
+    for docs in excluded:
+        banned[docs] = True
+    banned[unwanted_docs] = True
     return banned
 
 
-def _scores(subscriber: Subscriber, pool: Pool, relevance: Floats, now: dt.datetime | None) -> Floats:
-    """Relevance plus the small boosts, which only reorder papers that are relevant already."""
-    category = np.zeros(len(pool))
-    for name in subscriber.categories:
-        category[pool.category_docs(name)] = CATEGORY_BOOST
-    return np.where(relevance > 0, (relevance + category) * (1 + pool.priors(now)), 0.0)
+def _scores(subscriber: Subscriber, pool: Pool, relevance: Floats, docs: Docs, now: dt.datetime | None) -> Floats:
+    """The papers' relevance plus the small boosts, which only reorder papers that are relevant already."""
+    value = relevance[docs]
+    if subscriber.categories:  # adding 0.0 to the others changes nothing
+        category = np.zeros(len(pool))
+        for name in subscriber.categories:
+            category[pool.category_docs(name)] = CATEGORY_BOOST
+        boosted = value + category[docs]
+    else:
+        boosted = value
+    return np.where(value > 0, boosted * (1 + pool.priors(now)[docs]), 0.0)
 
 
 def _category(subscriber: Subscriber, entry: Entry) -> str | None:
@@ -194,39 +217,56 @@ def _groups(subscriber: Subscriber, relevance: _Relevance, docs: Docs) -> Docs:
 
     Groups are numbered: each distinct topic name, then author, liked and none (see _named_groups).
     """
-    names = _named_groups(subscriber)
-    is_author = np.zeros(len(relevance.value), np.bool_)
-    is_author[list(relevance.authors)] = True
-    fallback = np.where(is_author[docs], len(names) - 3, np.where(relevance.closest[docs] >= 0, len(names) - 2, len(names) - 1))
-    if not subscriber.topics:
-        return fallback
-    matched = relevance.matched[:, docs]
-    weighted = np.where(matched, relevance.weighted[:, docs], -np.inf)
-    strongest = len(subscriber.topics) - 1 - np.argmax(weighted[::-1], axis=0)  # a tie goes to the later topic
-    topic_group = np.array([names.index(f"topic:{topic.name}") for topic in subscriber.topics])[strongest]
-    return np.where(matched.any(axis=0), topic_group, fallback)
+    names = tuple(topic.name for topic in subscriber.topics)
+    groups = _named_groups(names)
+    fallback: Docs | int = len(groups) - 1
+    if relevance.closest is not None:
+        fallback = np.where(relevance.closest[docs] >= 0, len(groups) - 2, fallback)
+    if relevance.authors:
+        is_author = np.zeros(len(relevance.value), np.bool_)
+        is_author[list(relevance.authors)] = True
+        fallback = np.where(is_author[docs], len(groups) - 3, fallback)
+    if not names:
+        return np.broadcast_to(fallback, docs.shape)
+    totals = relevance.totals[::-1, docs]  # the topics last first: argmax gives a tie to the later topic
+    weighted = relevance.weights[::-1] * totals
+    if min(topic.weight for topic in subscriber.topics) <= _NEVER_UNDERFLOWS:
+        weighted = np.where(totals > 0, weighted, -np.inf)  # else unmatched topics (0) never beat matched ones
+    strongest = _topic_groups(names)[np.argmax(weighted, axis=0)]
+    return np.where(relevance.count[docs] > 0, strongest, fallback)
 
 
-def _named_groups(subscriber: Subscriber) -> list[str]:
-    return [*dict.fromkeys(f"topic:{topic.name}" for topic in subscriber.topics), "author", "liked", ""]
+@lru_cache(maxsize=4_096)
+def _named_groups(topics: tuple[str, ...]) -> tuple[str, ...]:
+    return (*dict.fromkeys(f"topic:{name}" for name in topics), "author", "liked", "")
+
+
+@lru_cache(maxsize=4_096)
+def _topic_groups(topics: tuple[str, ...]) -> Docs:
+    """Each topic's group, the last topic first."""
+    groups = _named_groups(topics)
+    found = np.array([groups.index(f"topic:{name}") for name in reversed(topics)])
+    found.flags.writeable = False  # shared by every call
+    return found
 
 
 def _explained(
-    subscriber: Subscriber, pool: Pool, chosen: list[int], relevance: _Relevance, scores: Floats, topics: list[_TopicMatches],
+    subscriber: Subscriber, pool: Pool, chosen: Docs, relevance: _Relevance, scores: list[float], topics: list[_TopicMatches],
     liked: Sequence[Entry],
 ) -> list[ScoredEntry]:
     """The picks with their full explanations, built only for what the reader will see; their columns fetched at once."""
-    picks = np.array(chosen, np.intp)
+    closest = relevance.closest[chosen].tolist() if relevance.closest is not None else [-1] * len(chosen)
+    totals = relevance.totals[:, chosen]
     columns = zip(
-        chosen, relevance.weighted[:, picks].T.tolist(), relevance.matched[:, picks].T.tolist(),
-        relevance.closest[picks].tolist(), relevance.value[picks].tolist(), scores[picks].tolist(),
+        chosen.tolist(), (relevance.weights * totals).T.tolist(), (totals > 0).T.tolist(),
+        closest, relevance.value[chosen].tolist(), scores,
     )
     return [
         _scored(
             subscriber, pool.entries[doc], [(value, index) for index, (value, hit) in enumerate(zip(weighted, matched)) if hit],
-            relevance.authors.get(doc), liked[closest] if closest >= 0 else None, total > 0, score, topics, pool.highlights, doc,
+            relevance.authors.get(doc), liked[near] if near >= 0 else None, total > 0, score, topics, pool.highlights, doc,
         )
-        for doc, weighted, matched, closest, total, score in columns
+        for doc, weighted, matched, near, total, score in columns
     ]
 
 
@@ -249,23 +289,27 @@ def _scored(
 
 
 def _diversify(order: Docs, scores: Floats, groups: Docs, topics: list[_TopicMatches], *, limit: int, diversity: float) -> list[int]:
-    """Greedy picks where each earlier pick from the same group discounts a paper by (1 - diversity).
+    """Picks (positions in ``order``, best first) where each earlier pick from the same group discounts a paper by (1 - diversity).
 
-    ``order`` is every candidate best first and ``groups`` their groups; only each group's best
-    ``limit`` papers can ever be picked, so the rest are never looked at.
+    Taking the best discounted paper again and again picks the papers with the highest key = score x (1 - diversity)^n,
+    n the papers of its group before it: a group's keys only fall, so its papers come in its own order. Only each
+    group's best ``limit`` papers can be picked. Equal keys go to the group met first (_first_met), as they always did.
     """
-    queues = {group: order[groups == group][:limit].tolist() for group in dict.fromkeys(groups.tolist())}
-    first_met = cache(lambda: _first_met(topics, dict(zip(order.tolist(), groups.tolist()))))
-    picked: list[int] = []
-    taken: Counter[int] = Counter()
-    while len(picked) < limit and any(queues.values()):
-        keys = {group: float(scores[queue[0]]) * (1 - diversity) ** taken[group] for group, queue in queues.items() if queue}
-        best = max(keys.values())
-        tied = [group for group, key in keys.items() if key == best]
-        group = tied[0] if len(tied) == 1 else min(tied, key=first_met().index)
-        picked.append(queues[group].pop(0))
-        taken[group] += 1
-    return picked
+    small = groups.astype(np.int16) if len(topics) < 30_000 else groups  # few groups: a radix sort
+    by_group = np.argsort(small, kind="stable")  # each group's positions, best first
+    grouped = groups[by_group]
+    sizes = np.bincount(grouped)
+    before = np.arange(len(grouped)) - (np.cumsum(sizes) - sizes)[grouped]
+    kept = before < limit
+    positions, before = by_group[kept], before[kept]
+    discount = 1 - diversity
+    keys = scores[positions] * np.array([discount**taken for taken in range(limit)] or [1.0])[before]
+    by_key = np.argsort(-keys, kind="stable")
+    best = keys[by_key[: limit + 1]]
+    if (best[1:] == best[:-1]).any():  # a tie decides a pick or its place: the slower pass that knows who came first
+        met = {group: rank for rank, group in enumerate(_first_met(topics, dict(zip(order.tolist(), groups.tolist()))))}
+        by_key = np.lexsort((positions, [met[group] for group in groups[positions].tolist()], -keys))
+    return positions[by_key[:limit]].tolist()
 
 
 def _first_met(topics: list[_TopicMatches], group_of: dict[int, int]) -> list[int]:

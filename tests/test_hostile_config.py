@@ -13,7 +13,6 @@ import datetime as dt
 import itertools
 import math
 import shutil
-import string
 import unicodedata
 from pathlib import Path
 from typing import Any

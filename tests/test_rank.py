@@ -247,6 +247,16 @@ def test_reasons_and_highlights_name_the_exact_words() -> None:
     assert set(item.highlights) == {"Distilling", "Teacher-Student", "distillation", "teacher student"}
 
 
+def test_highlights_are_the_words_as_written_in_plain_and_accented_texts() -> None:
+    """ASCII texts are split into words by numpy, others by the regular expression: both give the words as written."""
+    topic = Topic("GNN", ("graph networks", "GNN2"))
+    plain = [paper(1, "Graph_networks", "GNN2 on x-ray graph-networks; Graph  Networks.")]
+    accented = [paper(1, "Graph_networks", "GNN2 on x-ray graph-networks; Graph  Networks, Pokémon.")]
+    for pool in (plain, accented):
+        (item,) = rank(reader(topic), pool, settings=ANY)
+        assert item.highlights == ("Graph_networks", "graph-networks", "Graph  Networks", "GNN2"), pool[0].summary
+
+
 def test_already_sent_and_liked_papers_are_never_offered(papers: list[Entry]) -> None:
     subscriber = reader(Topic("Agents", ("agent",)))
     first = ids(rank(subscriber, papers, max_items=5))
@@ -319,3 +329,10 @@ def test_the_c_stemmer_in_use_stems_real_abstracts_as_the_reference_python_one_d
     assert len(words) > 5000
     reference = EnglishStemmer()
     assert [word for word in words if in_use.stemWord(word) != reference.stemWord(word)] == []
+
+
+def test_diversity_above_one_is_refused() -> None:
+    """Picks are the best discounted scores, which needs a discount from 0 to 1 (the config allows below 1)."""
+    assert RankSettings(diversity=1.0).diversity == 1.0
+    with pytest.raises(ValueError, match="diversity"):
+        RankSettings(diversity=1.5)
