@@ -247,6 +247,7 @@ def test_a_v5_outbox_is_upgraded_and_its_queued_message_still_goes_out(tmp_path:
         box = MaildirTransport(tmp_path / "box")
         outcomes = list(deliver_outbox(store, box, policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON))
         assert [(outcome.subscriber, outcome.status) for outcome in outcomes] == [("ada", "sent")]
+        store.forget_sent_messages()  # as a run's end does (Sender.close)
         assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 0  # sent: its bytes are gone
     assert [message["Subject"] for message in mailbox.Maildir(tmp_path / "box", create=False)] == ["queued"]
 
@@ -319,3 +320,20 @@ def test_with_a_rate_limit_every_message_sent_is_recorded_before_each_pause(tmp_
         outcomes = list(deliver_outbox(store, box, policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON, limiter=limiter))
     assert [outcome.status for outcome in outcomes] == ["sent"] * 3
     assert at_pauses == [(1, 1), (2, 2)]
+
+
+def test_sent_messages_bytes_go_with_the_next_batch_queued_and_at_the_end(tmp_path: Path) -> None:
+    box = MaildirTransport(tmp_path / "box")
+    with Store(tmp_path / "db.sqlite", clock=lambda: NOON) as store:
+        _queue_three(store)
+        outcomes = list(deliver_outbox(store, box, policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON))
+        assert [outcome.status for outcome in outcomes] == ["sent"] * 3
+        assert store.db.execute("SELECT count(*) FROM messages").fetchone()[0] == 3  # kept until the next queue
+        store.queue_digest(
+            subscriber="lin", period="2026-07-01", recipient="lin@example.org", subject="lin", message_id="<4@x>",
+            message=b"Subject: lin\r\n\r\n", items=[("arxiv:2401.00004", 1.0)], considered=5,
+        )
+        (queued,) = store.pending_digests()
+        assert store.db.execute("SELECT digest_id FROM messages").fetchall() == [(queued.id,)]  # only the one to send
+        store.forget_sent_messages()  # nothing sent: nothing dropped
+        assert store.message_of(queued.id) == b"Subject: lin\r\n\r\n"
