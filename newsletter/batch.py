@@ -184,12 +184,25 @@ def run_batches(
     job: BatchJob, readers: Iterable[Subscriber], *, sender: Sender, stop: StopFlag | None,
     report: Callable[[DigestOutcome], None], size: int = BATCH_SIZE,
 ) -> None:
-    """Every reader, batch by batch, in this process (``sender`` carries the transport across batches)."""
-    for batch in _batched(readers, size):
-        if stop is not None and stop.is_set():
-            return
-        for outcome in run_batch(job, sender, batch, stop=stop):
-            report(outcome)
+    """Every reader, batch by batch, in this process (``sender`` carries the transport across batches).
+
+    After the first batch, what it built to stay (the candidate pool, the templates, the caches
+    readers share) is frozen out of the garbage collector's full passes, which would otherwise walk
+    it again and again (half the collector's time at 10,000 readers); it is given back at the end.
+    """
+    frozen = False
+    try:
+        for batch in _batched(readers, size):
+            if stop is not None and stop.is_set():
+                return
+            for outcome in run_batch(job, sender, batch, stop=stop):
+                report(outcome)
+            if not frozen:
+                gc.freeze()
+                frozen = True
+    finally:
+        if frozen:
+            gc.unfreeze()
 
 
 def run_batches_in_workers(

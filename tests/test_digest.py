@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email
+import gc
 import json
 import mailbox
 import re
@@ -241,3 +242,17 @@ def test_cli_rank_json_and_preview(deployment: Deployment, tmp_path: Path) -> No
     assert "Hello Ada" in text.stdout and "<" not in text.stdout.replace("<mailto", "")
     unknown = run("preview", "adda")
     assert unknown.returncode == 1 and 'did you mean "ada"' in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_a_run_freezes_what_its_first_batch_built_and_gives_it_back_at_the_end(deployment: Deployment) -> None:
+    """The pool and caches stay out of the collector's full passes during the run, not after it (a scheduler lives on)."""
+    deployment.add_feed("cs-ai", EXAMPLES / "arxiv-cs.AI.atom.xml")
+    deployment.add_subscriber("ada", SUBSCRIBER_ADA)
+    deployment.add_subscriber("grace", SUBSCRIBER_GRACE)
+    config = deployment.config()
+    pipeline.ingest_feeds(config, clock=fixed_clock(NOON))
+    frozen_at: list[int] = []
+    report = pipeline.run_digests(config, clock=fixed_clock(NOON), batch_size=1, on_digest=lambda _: frozen_at.append(gc.get_freeze_count()))
+    assert [o.status for o in report.digests] == ["sent", "sent"]
+    assert frozen_at[0] == 0 and frozen_at[1] > 0  # the first batch ran unfrozen; the second after the freeze
+    assert gc.get_freeze_count() == 0
