@@ -301,6 +301,7 @@ def _worker(job: BatchJob, tasks: Any, results: Any, halt: SharedStop) -> None:
     try:
         store = job.open_store()
         sender = Sender(job.sending, store, stop=halt)
+        first = True
         try:
             while not halt.is_set():
                 try:
@@ -311,6 +312,9 @@ def _worker(job: BatchJob, tasks: Any, results: Any, halt: SharedStop) -> None:
                     break
                 for outcome in run_batch(job, sender, batch, stop=halt):
                     results.put(("outcome", outcome))
+                if first:  # what the first batch built to stay joins the frozen heap of the fork, as in run_batches
+                    gc.freeze()
+                    first = False
         finally:
             sender.close()
             store.close()
