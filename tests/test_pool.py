@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.models import Entry
-from newsletter.pool import _WORD, Pool, _word, name_key
+from newsletter.pool import Pool, name_key
+from newsletter.text_index import _WORD, _word
 
 # Words that take each path: acronym plurals, accents, casefolds that grow or decompose, compatibility forms,
 # plurals the singular rule cuts or keeps, an underscore (not a word character), NUL (the builder's field end).
