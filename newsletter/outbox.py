@@ -102,12 +102,11 @@ def deliver_outbox(
                 last.hold(queued.id, DeliveryOutcome(policy.max_attempts, policy.retry_after, reply=outcome.detail), _merged(outcome, built.get(queued.id)))
             if previous is not None:  # reported only now: at every yield, each message sent is recorded or held
                 yield previous
-            if outcome.status == "sent":
-                continue
-            yield _merged(outcome, built.get(queued.id))
-            if server_down:
-                yield from _left_queued(pending[position + 1 :], built, "not tried: the server is unavailable; the next run retries")
-                return
+            if outcome.status != "sent":
+                yield _merged(outcome, built.get(queued.id))
+                if server_down:
+                    yield from _left_queued(pending[position + 1 :], built, "not tried: the server is unavailable; the next run retries")
+                    return
         yield from last.record()
     finally:
         last.record_quietly()  # the consumer stopped early, or an error is on its way: still never forget a sent message

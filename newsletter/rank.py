@@ -114,7 +114,7 @@ def rank(
     order, scores = eligible[by_score], scores[by_score]
     limit = max_items if max_items is not None else subscriber.max_items
     if include_below_threshold or settings.diversity <= 0:
-        chosen = list(range(len(order)))[:limit]
+        chosen = list(range(min(limit, len(order))))
     else:
         chosen = _diversify(order, scores, _groups(subscriber, relevance, order), topics, limit=limit, diversity=settings.diversity)
     return _explained(subscriber, pool, order[chosen], relevance, scores[chosen].tolist(), topics, liked)
