@@ -26,6 +26,7 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
@@ -34,7 +35,7 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .errors import DeliveryError, RecipientRefused, ServerUnavailable
 from .models import RenderedEmail

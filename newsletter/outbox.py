@@ -97,7 +97,12 @@ def deliver_outbox(
                 return
             claim = store.claim_digest(queued, owner=owner_id(), after=last.attempt())
             previous = last.committed()
-            outcome, server_down = _send_claimed(store, transport, queued, claim, policy=policy, message=(messages or {}).get(queued.id))
+            try:
+                outcome, server_down = _send_claimed(store, transport, queued, claim, policy=policy, message=(messages or {}).get(queued.id))
+            except BaseException:  # a bug or an interrupt: the message recorded with this claim is still reported first
+                if previous is not None:
+                    yield previous
+                raise
             if outcome.status == "sent":
                 last.hold(queued.id, DeliveryOutcome(policy.max_attempts, policy.retry_after, reply=outcome.detail), _merged(outcome, built.get(queued.id)))
             if previous is not None:  # reported only now: at every yield, each message sent is recorded or held

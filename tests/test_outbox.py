@@ -293,6 +293,31 @@ def test_a_sent_mark_rides_on_the_next_claim_and_a_consumer_stopping_early_leave
     assert sorted(message["Subject"] for message in mailbox.Maildir(tmp_path / "box", create=False)) == ["ada", "grace", "kim"]
 
 
+class BrokenAfterOne:
+    """A transport that writes one message, then fails with something that is not a delivery error (a bug)."""
+
+    def __init__(self, box: MaildirTransport) -> None:
+        self.box = box
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        if recipient != "ada@example.org":
+            raise RuntimeError(f"a bug while sending to {recipient}")
+        return self.box.send(message, sender=sender, recipient=recipient)
+
+
+def test_a_message_recorded_with_the_claim_before_an_unexpected_error_is_still_reported(tmp_path: Path) -> None:
+    with Store(tmp_path / "db.sqlite", clock=lambda: NOON) as store:
+        _queue_three(store)
+        reported = []
+        outcomes = deliver_outbox(store, BrokenAfterOne(MaildirTransport(tmp_path / "box")), policy=DeliveryPolicy(sender="p@example.org"), clock=lambda: NOON)
+        with pytest.raises(RuntimeError, match="a bug while sending to grace@example.org"):
+            for outcome in outcomes:
+                reported.append((outcome.subscriber, outcome.status))
+        statuses = dict(store.db.execute("SELECT subscriber, status FROM digests").fetchall())
+    assert statuses == {"ada": "sent", "grace": "sending", "kim": "queued"}  # ada's mark rode on grace's claim
+    assert reported == [("ada", "sent")]  # and what is recorded as sent is reported as sent
+
+
 def _queue_three(store: Store) -> None:
     """Digests for ada, grace and kim, queued in that order."""
     for number, name in enumerate(("ada", "grace", "kim"), 1):
