@@ -29,6 +29,7 @@ from test_smtp import (
     deploy,
     message_ids,
     outbox,
+    reader_toml,
     rows,
     statuses,
 )
@@ -191,3 +192,46 @@ def test_a_worker_killed_mid_run_loses_no_digest_the_run_ends_saying_so_and_the_
         assert twice == []
     print(f"\n[{kill_point}] killed {name} (pid {victim}) after {sent_by[victim]} sent, {in_flight} in flight; "
           f"{len(left)} left for the second run; received twice: {twice or 'none'}; problem: {problem}")
+
+
+def wait_for_rows(config: Config, predicate: Callable[[dict[str, dict[str, Any]]], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate(rows(config)):
+        assert time.monotonic() < deadline, f"timed out after {WAIT:.0f}s waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_while_it_waits_for_a_batch_does_not_stop_the_other(deployment: Deployment, smtp_tls: MailServer) -> None:
+    """No lock is shared between two workers: one killed while it waits for its next batch cannot hold the other's up."""
+    readers = 12
+    config = deploy(deployment, smtp_tls, readers=readers)
+    handler = smtp_tls.handler
+    # The parent reads subscriber files as the batches need them; reader08's is a named pipe that gives nothing until the
+    # test writes it. So after four batches the parent waits there, and a worker that is done waits for a batch.
+    slow = deployment.root / "subscribers" / "reader08.toml"
+    slow.unlink()
+    os.mkfifo(slow)
+    handler.hold_data_for.add(address(7))  # the other worker has reader07's message in flight, held until the kill is done
+    finished = run_in_thread(config, workers=2, batch_size=2)
+    try:
+        handler.wait_for(lambda h: address(7) in h.recipients(), what="reader07's message")
+        wait_for_rows(config, lambda now: all(now[f"reader{n:02d}"]["status"] == "sent" for n in range(7)), "readers 0-6 sent")
+        busy = pid_of(rows(config)["reader07"]["claimed_by"])
+        (idle,) = [child for child in multiprocessing.active_children() if child.name.startswith("digest-worker-") and child.pid != busy]
+        os.kill(idle.pid, signal.SIGKILL)
+        wait_until_dead(idle.pid)
+    finally:
+        handler.hold_data_for.clear()
+        threading.Thread(target=slow.write_text, args=(reader_toml(8),), daemon=True).start()  # blocks until the parent opens it
+    first = finished()
+
+    (problem,) = first.problems
+    assert "\n" not in problem and idle.name in problem and "SIGKILL" in problem, problem
+    assert {subscriber: row["status"] for subscriber, row in rows(config).items()} == {f"reader{n:02d}": "sent" for n in range(readers)}
+    assert Counter(handler.recipients()) == Counter({address(n): 1 for n in range(readers)})  # the survivor built and sent the rest
+    slow.unlink()
+    slow.write_text(reader_toml(8))
+    second = run_in_thread(config, workers=2, batch_size=2)()
+    assert second.ok and {outcome.status for outcome in second.digests} == {"already-sent"}, second
+    assert len(handler.received) == readers
+    print(f"\n[idle] killed {idle.name} (pid {idle.pid}) waiting for a batch; the other sent the rest; problem: {problem}")
