@@ -98,7 +98,7 @@ def run_in_thread(config: Config, **options: Any) -> Callable[[], pipeline.RunRe
     def run() -> None:
         try:
             done["report"] = pipeline.run_digests(config, EVERYONE, clock=fixed_clock(NOON), **options)
-        except BaseException as exc:  # handed to the test, which fails with it
+        except BaseException as exc:  # noqa: BLE001 - handed to the test, which fails with it
             done["error"] = exc
 
     thread = threading.Thread(target=run, name="digest-run", daemon=True)  # daemon: a hung run cannot keep pytest alive
