@@ -7,6 +7,7 @@ A real SMTP server (aiosmtpd, STARTTLS and AUTH) on 127.0.0.1 receives everythin
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import signal
@@ -201,6 +202,25 @@ def wait_for_rows(config: Config, predicate: Callable[[dict[str, dict[str, Any]]
         time.sleep(0.02)
 
 
+def slow_file(deployment: Deployment, number: int) -> Path:
+    """Reader ``number``'s file as a named pipe: the parent, which reads subscriber files as the batches need them,
+    waits on it until the test writes the file (write_slow_file)."""
+    path = deployment.root / "subscribers" / f"reader{number:02d}.toml"
+    path.unlink()
+    os.mkfifo(path)
+    return path
+
+
+def write_slow_file(path: Path, number: int) -> None:
+    """Gives the parent the file (in a thread: opening a named pipe waits for its reader); then a plain file for later runs."""
+    def write() -> None:
+        path.write_text(reader_toml(number))
+        path.unlink()
+        path.write_text(reader_toml(number))
+
+    threading.Thread(target=write, daemon=True).start()
+
+
 def test_a_worker_killed_while_it_waits_for_a_batch_does_not_stop_the_other(deployment: Deployment, smtp_tls: MailServer) -> None:
     """No lock is shared between two workers: one killed while it waits for its next batch cannot hold the other's up."""
     readers = 12
@@ -208,9 +228,7 @@ def test_a_worker_killed_while_it_waits_for_a_batch_does_not_stop_the_other(depl
     handler = smtp_tls.handler
     # The parent reads subscriber files as the batches need them; reader08's is a named pipe that gives nothing until the
     # test writes it. So after four batches the parent waits there, and a worker that is done waits for a batch.
-    slow = deployment.root / "subscribers" / "reader08.toml"
-    slow.unlink()
-    os.mkfifo(slow)
+    slow = slow_file(deployment, 8)
     handler.hold_data_for.add(address(7))  # the other worker has reader07's message in flight, held until the kill is done
     finished = run_in_thread(config, workers=2, batch_size=2)
     try:
@@ -222,16 +240,68 @@ def test_a_worker_killed_while_it_waits_for_a_batch_does_not_stop_the_other(depl
         wait_until_dead(idle.pid)
     finally:
         handler.hold_data_for.clear()
-        threading.Thread(target=slow.write_text, args=(reader_toml(8),), daemon=True).start()  # blocks until the parent opens it
+        write_slow_file(slow, 8)
     first = finished()
 
     (problem,) = first.problems
     assert "\n" not in problem and idle.name in problem and "SIGKILL" in problem, problem
     assert {subscriber: row["status"] for subscriber, row in rows(config).items()} == {f"reader{n:02d}": "sent" for n in range(readers)}
     assert Counter(handler.recipients()) == Counter({address(n): 1 for n in range(readers)})  # the survivor built and sent the rest
-    slow.unlink()
-    slow.write_text(reader_toml(8))
     second = run_in_thread(config, workers=2, batch_size=2)()
     assert second.ok and {outcome.status for outcome in second.digests} == {"already-sent"}, second
     assert len(handler.received) == readers
     print(f"\n[idle] killed {idle.name} (pid {idle.pid}) waiting for a batch; the other sent the rest; problem: {problem}")
+
+
+def test_a_worker_killed_before_it_read_the_batch_handed_to_it_leaves_that_batch_to_the_next_run(
+    deployment: Deployment, smtp_tls: MailServer,
+) -> None:
+    """The batch is in the dead worker's pipe, unread: nobody built it; the run says so in one line, the next run builds it."""
+    readers = 12
+    config = deploy(deployment, smtp_tls, readers=readers)
+    handler = smtp_tls.handler
+    fifth, sixth = slow_file(deployment, 8), slow_file(deployment, 10)  # the first readers of batches 5 and 6
+    handler.hold_data_for.add(address(7))  # the other worker stays busy with reader07 meanwhile: batch 5 can go only to this one
+    finished = run_in_thread(config, workers=2, batch_size=2)
+    try:
+        handler.wait_for(lambda h: address(7) in h.recipients(), what="reader07's message")
+        wait_for_rows(config, lambda now: all(now[f"reader{n:02d}"]["status"] == "sent" for n in range(7)), "readers 0-6 sent")
+        busy = pid_of(rows(config)["reader07"]["claimed_by"])
+        (idle,) = [child for child in multiprocessing.active_children() if child.name.startswith("digest-worker-") and child.pid != busy]
+        os.kill(idle.pid, signal.SIGSTOP)  # it asked for a batch, and will not read the one it gets
+        write_slow_file(fifth, 8)
+        # The parent reads batch 6 only after handing batch 5 out: once it opens reader10's file, batch 5 is in the pipe.
+        writer = open_when_read(sixth)
+        os.kill(idle.pid, signal.SIGKILL)
+        wait_until_dead(idle.pid)
+        with os.fdopen(writer, "w") as file:
+            file.write(reader_toml(10))
+        sixth.unlink()
+        sixth.write_text(reader_toml(10))
+    finally:
+        handler.hold_data_for.clear()
+    first = finished()
+
+    (problem,) = first.problems
+    assert "\n" not in problem and idle.name in problem and "SIGKILL" in problem and "not reached" in problem, problem
+    after = rows(config)
+    never_built = {f"reader{n:02d}" for n in range(readers)} - set(after)
+    assert never_built == {"reader08", "reader09"}, after  # batch 5, unread in the dead worker's pipe
+    assert {row["status"] for row in after.values()} == {"sent"}
+
+    second = run_in_thread(config, workers=2, batch_size=2)()
+    assert second.ok and {o.subscriber for o in second.digests if o.status == "sent"} == never_built, second
+    assert Counter(handler.recipients()) == Counter({address(n): 1 for n in range(readers)})
+    print(f"\n[batch unread] killed {idle.name} (pid {idle.pid}) with batch 5 in its pipe; the second run built {sorted(never_built)}")
+
+
+def open_when_read(path: Path) -> int:
+    """A descriptor writing to the named pipe ``path``, once the parent has opened it to read (it then waits for the text)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # fails (ENXIO) while no one has it open to read
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
