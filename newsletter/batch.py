@@ -280,7 +280,7 @@ def _feed_and_collect(
         for channel in ready:
             try:
                 kind, payload = channel.recv()
-            except EOFError:  # the worker is gone; all it said before was read
+            except (EOFError, OSError):  # the worker is gone (a reset if it died with a batch unread); all it said was read
                 lost.extend(_lost(live.pop(channel)))
                 continue
             if kind == "outcome":
