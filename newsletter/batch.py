@@ -10,7 +10,10 @@ With ``workers`` > 1 the batches go to forked worker processes (the candidate po
 and compiled templates, built once before the fork, are shared copy-on-write);
 each worker has its own database connection and its own mail transport. A reader
 belongs to exactly one batch, and the outbox's claims keep the
-at-most-one-message-in-flight promise per process.
+at-most-one-message-in-flight promise per process. A worker killed by the OS
+(SIGKILL) costs nothing but its own work: each worker talks to the parent on a
+pipe of its own (no lock shared with another worker), the others take the
+batches left, and the run reports the lost worker in one line.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import datetime as dt
 import gc
 import itertools
 import multiprocessing
-import queue
 import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from .deliver import Transport
@@ -208,31 +212,37 @@ def run_batches(
 def run_batches_in_workers(
     job: BatchJob, readers: Iterable[Subscriber], *, workers: int, stop: threading.Event | SharedStop | None,
     report: Callable[[DigestOutcome], None], size: int = BATCH_SIZE,
-) -> None:
+) -> list[str]:
     """The same on ``workers`` forked processes; outcomes come back here (reported as they arrive).
 
     ``job.warm`` builds what the workers share (the candidate pool, the templates) before the fork.
     A SIGINT/SIGTERM or ``stop`` ends every worker after its message in flight.
+
+    Each worker has a pipe of its own to the parent, on which it asks for its next batch: no lock is
+    shared between two workers (a shared queue's is), so one killed by the OS (SIGKILL: the OOM killer)
+    cannot block another, which goes on with the batches left. Returns one line per worker lost so.
     """
     job.warm()
     gc.collect()
     gc.freeze()  # the shared objects stay out of the collector's way: fewer copy-on-write page copies in the workers
     context = multiprocessing.get_context("fork")
-    tasks: Any = context.Queue(maxsize=workers * 2)  # bounded: the parent reads subscriber files only a little ahead
-    results: Any = context.Queue()
     halt = stop if isinstance(stop, SharedStop) else SharedStop()
     policy = job.sending.policy
     share = replace(policy, rate_limit=max(1, policy.rate_limit // workers) if policy.rate_limit else 0)  # the limit is for all of them
     each = replace(job, sending=replace(job.sending, policy=share))
+    pipes = [context.Pipe() for _ in range(workers)]  # (the parent's end, the worker's end)
     processes = [
-        context.Process(target=_worker, args=(each, tasks, results, halt), name=f"digest-worker-{n}", daemon=True)
+        context.Process(target=_worker, args=(each, pipes, n, halt), name=f"digest-worker-{n}", daemon=True)
         for n in range(workers)
     ]
     for process in processes:
         process.start()
-    failures: list[str] = []
+    for _, theirs in pipes:
+        theirs.close()  # now only its worker holds it: the parent reads EOF as soon as that worker is gone
     try:
-        failures = _feed_and_collect(_batched(readers, size), tasks=tasks, results=results, halt=halt, stop=stop, report=report, workers=processes)
+        failures, lost = _feed_and_collect(
+            _batched(readers, size), {ours: process for (ours, _), process in zip(pipes, processes)}, halt=halt, stop=stop, report=report,
+        )
     except BaseException:
         halt.set()  # reading the readers failed here: the workers finish their message in flight and stop
         raise
@@ -241,77 +251,102 @@ def run_batches_in_workers(
             process.join(timeout=60)
             if process.is_alive():
                 process.kill()
+        for ours, _ in pipes:
+            ours.close()
         gc.unfreeze()
     if failures:
-        raise RuntimeError("; ".join(failures))
+        raise RuntimeError("; ".join(failures + lost))
+    return lost
 
 
 def _feed_and_collect(
-    batches: Iterator[list[Subscriber]], *, tasks: Any, results: Any, halt: SharedStop, stop: threading.Event | SharedStop | None,
-    report: Callable[[DigestOutcome], None], workers: list[Any],
-) -> list[str]:
-    """Hand out batches and report outcomes until every worker has said it is done; returns worker failures."""
+    batches: Iterator[list[Subscriber]], workers: dict[Connection, BaseProcess], *, halt: SharedStop,
+    stop: threading.Event | SharedStop | None, report: Callable[[DigestOutcome], None],
+) -> tuple[list[str], list[str]]:
+    """Hand a batch to each worker that asks for one, report outcomes, until every worker has ended.
+
+    Returns the workers' failures (bugs) and a line for each worker lost (killed).
+    """
     pending: list[Subscriber] | None = next(batches, None)
-    finished, failures, sentinels = 0, [], 0
-    while finished < len(workers):
+    live = dict(workers)
+    failures: list[str] = []
+    lost: list[str] = []
+    while live:
         if stop is not None and stop.is_set():
             halt.set()
+        if halt.is_set():
             pending = None
-        if pending is not None:
+        ready: list[Any] = wait(list(live), timeout=0.2)  # the timeout only looks at ``stop`` again
+        for channel in ready:
             try:
-                tasks.put(pending, timeout=0.05)
+                kind, payload = channel.recv()
+            except (EOFError, OSError):  # the worker is gone (a reset if it died with a batch unread); all it said was read
+                lost.extend(_lost(live.pop(channel)))
+                continue
+            if kind == "outcome":
+                report(payload)
+            elif kind == "failed":
+                failures.append(payload)
+            elif _hand(channel, pending) and pending is not None:  # it asked for a batch: its next, or None (no more)
                 pending = next(batches, None)
-            except queue.Full:
-                pass
-        elif sentinels < len(workers):
-            try:
-                tasks.put_nowait(None)
-                sentinels += 1
-            except queue.Full:
-                pass
-        finished += _drain(results, report, failures, wait=pending is None)
-        if finished < len(workers) and not any(process.is_alive() for process in workers) and results.empty():
-            failures.append("a digest worker stopped without a word (killed?); the next run sends what it left queued")
-            break
-    return failures
+    return failures, lost
 
 
-def _drain(results: Any, report: Callable[[DigestOutcome], None], failures: list[str], *, wait: bool) -> int:
-    """Report what the workers sent back; returns how many said they are done."""
-    done = 0
-    while True:
-        try:
-            kind, payload = results.get(timeout=0.05) if wait else results.get_nowait()
-        except queue.Empty:
-            return done
-        wait = False
-        if kind == "outcome":
-            report(payload)
-        elif kind == "failed":
-            failures.append(payload)
-            done += 1
-        else:
-            done += 1
+def _hand(channel: Connection, batch: list[Subscriber] | None) -> bool:
+    """Send a worker its next batch; False if it died since it asked (the batch goes to the next one that asks)."""
+    try:
+        channel.send(batch)
+    except OSError:  # its end is closed: EOF comes next
+        return False
+    return True
 
 
-def _worker(job: BatchJob, tasks: Any, results: Any, halt: SharedStop) -> None:
-    """A forked worker: its own connection and transport; batches until the sentinel or a halt."""
+def _lost(process: BaseProcess) -> list[str]:
+    """The one line that says a worker was killed (nothing for one that ended normally, failure or not)."""
+    process.join(timeout=60)  # its pipe closed as it exited: the exit status is a moment away
+    code = process.exitcode
+    if code == 0:
+        return []
+    if code is None:
+        how = "stopped answering"
+    elif code < 0:
+        how = f"was killed by {_signal_name(-code)}" + (" (out of memory? try fewer --workers)" if -code == signal.SIGKILL else "")
+    else:
+        how = f"exited with status {code}"
+    return [(
+        f"digest worker {process.name} (pid {process.pid}) {how}; nothing is lost: the next run sends what it left"
+        " queued or in flight (that one message may arrive twice) and builds the readers it had not reached"
+    )]
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal has no name
+        return f"signal {number}"
+
+
+def _worker(job: BatchJob, pipes: list[tuple[Connection, Connection]], number: int, halt: SharedStop) -> None:
+    """A forked worker: its own connection, transport and pipe; it asks for batches until there are no more, or a halt."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # finish the message in flight, then stop (as the CLI does)
         signal.signal(signum, lambda *_: halt.set())
+    channel = pipes[number][1]
+    for n, (parents, workers) in enumerate(pipes):  # only its own end stays open here: its pipe ends with it
+        parents.close()
+        if n != number:
+            workers.close()
     try:
         store = job.open_store()
         sender = Sender(job.sending, store, stop=halt)
         first = True
         try:
             while not halt.is_set():
-                try:
-                    batch = tasks.get(timeout=0.2)  # a halt ends the wait too, sentinel or not
-                except queue.Empty:
-                    continue
+                channel.send(("ready", None))
+                batch = _next_batch(channel, halt)
                 if batch is None:
                     break
                 for outcome in run_batch(job, sender, batch, stop=halt):
-                    results.put(("outcome", outcome))
+                    channel.send(("outcome", outcome))
                 if first:  # what the first batch built to stay joins the frozen heap of the fork, as in run_batches
                     gc.freeze()
                     first = False
@@ -319,9 +354,16 @@ def _worker(job: BatchJob, tasks: Any, results: Any, halt: SharedStop) -> None:
             sender.close()
             store.close()
     except BaseException as exc:  # a bug: the parent reports it; what this worker queued stays in the outbox
-        results.put(("failed", f"digest worker {multiprocessing.current_process().name}: {exc!r}\n{traceback.format_exc()}"))
-        return
-    results.put(("done", None))
+        channel.send(("failed", f"digest worker {multiprocessing.current_process().name}: {exc!r}\n{traceback.format_exc()}"))
+
+
+def _next_batch(channel: Connection, halt: SharedStop) -> list[Subscriber] | None:
+    """The batch the parent hands over; None when there are no more, or on a halt (which ends the wait too)."""
+    while not channel.poll(0.2):
+        if halt.is_set():
+            return None
+    batch: list[Subscriber] | None = channel.recv()
+    return batch
 
 
 def _batched(readers: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber]]:

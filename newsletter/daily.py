@@ -141,7 +141,7 @@ def run_digests(
         finally:
             sender.close()
     if workers > 1:
-        run_batches_in_workers(job, readers, workers=workers, stop=stop, report=report, size=batch_size)
+        problems.extend(run_batches_in_workers(job, readers, workers=workers, stop=stop, report=report, size=batch_size))  # workers lost
     report.finish()
     return RunReport(digests=tuple(report.outcomes), problems=tuple(problems))
 

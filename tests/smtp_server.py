@@ -11,6 +11,7 @@
     server.handler.drop_after = 3      # accept 3 messages, then close the connection on the 4th's DATA
     server.handler.delay = 0.15        # seconds per message, between accepting it and replying 250
     server.handler.hold_data_from = 4  # accept the 4th message, then hold its 250 until the test clears this
+    server.handler.hold_data_for.add("ada@example.org")  # accept her message, then hold its 250 until removed
 
 Every accepted message is recorded (envelope, bytes, whether TLS and AUTH were
 in force); ``handler.wait_for(predicate)`` blocks on a condition with a
@@ -71,6 +72,7 @@ class ProgrammableHandler:
     delay: float = 0.0  # seconds between accepting a message (recorded) and replying 250
     rcpt_delay: float = 0.0  # seconds before each RCPT reply
     hold_data_from: int | None = None  # from the N-th DATA on (counting all), accept it, then hold the 250 until cleared
+    hold_data_for: set[str] = field(default_factory=set)  # accept a message to these addresses, then hold its 250 until removed
     hold_rcpt_from: int | None = None  # from the N-th RCPT on, hold the reply until cleared
     clock: Callable[[], float] | None = None  # stamps each accepted message (e.g. a test's fake monotonic clock)
     received: list[Received] = field(default_factory=list)
@@ -168,7 +170,7 @@ class ProgrammableHandler:
                 tls=session.ssl is not None, login=_login(session), stamp=self.clock() if self.clock else None,
             )
             self._event(lambda: self.received.append(message))
-            while self.hold_data_from is not None and number >= self.hold_data_from:
+            while self.hold_data_from is not None and number >= self.hold_data_from or self.hold_data_for.intersection(recipients):
                 await asyncio.sleep(0.01)  # held: the 250 waits
             if self.delay:
                 await asyncio.sleep(self.delay)
