@@ -190,9 +190,11 @@ def run_batches(
 ) -> None:
     """Every reader, batch by batch, in this process (``sender`` carries the transport across batches).
 
-    After the first batch, what it built to stay (the candidate pool, the templates, the caches
-    readers share) is frozen out of the garbage collector's full passes, which would otherwise walk
-    it again and again (half the collector's time at 10,000 readers); it is given back at the end.
+    After each batch, what it built to stay (the candidate pool, the templates, the caches readers
+    share, which grow as readers bring new keywords and papers) is frozen out of the garbage
+    collector's full passes, which would otherwise walk it again and again: at 10,000 readers the
+    collector took 0.93 s freezing after the first batch only, 0.40 s freezing after each, with the
+    same peak memory (what a batch leaves is freed by reference counting). It is given back at the end.
     """
     frozen = False
     try:
@@ -201,9 +203,8 @@ def run_batches(
                 return
             for outcome in run_batch(job, sender, batch, stop=stop):
                 report(outcome)
-            if not frozen:
-                gc.freeze()
-                frozen = True
+            gc.freeze()
+            frozen = True
     finally:
         if frozen:
             gc.unfreeze()
@@ -338,7 +339,6 @@ def _worker(job: BatchJob, pipes: list[tuple[Connection, Connection]], number: i
     try:
         store = job.open_store()
         sender = Sender(job.sending, store, stop=halt)
-        first = True
         try:
             while not halt.is_set():
                 channel.send(("ready", None))
@@ -347,9 +347,7 @@ def _worker(job: BatchJob, pipes: list[tuple[Connection, Connection]], number: i
                     break
                 for outcome in run_batch(job, sender, batch, stop=halt):
                     channel.send(("outcome", outcome))
-                if first:  # what the first batch built to stay joins the frozen heap of the fork, as in run_batches
-                    gc.freeze()
-                    first = False
+                gc.freeze()  # what the batch built to stay joins the frozen heap of the fork, as in run_batches
         finally:
             sender.close()
             store.close()

@@ -244,15 +244,17 @@ def test_cli_rank_json_and_preview(deployment: Deployment, tmp_path: Path) -> No
     assert unknown.returncode == 1 and 'did you mean "ada"' in unknown.stderr and "Traceback" not in unknown.stderr
 
 
-def test_a_run_freezes_what_its_first_batch_built_and_gives_it_back_at_the_end(deployment: Deployment) -> None:
+def test_a_run_freezes_what_each_batch_built_and_gives_it_back_at_the_end(deployment: Deployment) -> None:
     """The pool and caches stay out of the collector's full passes during the run, not after it (a scheduler lives on)."""
     deployment.add_feed("cs-ai", EXAMPLES / "arxiv-cs.AI.atom.xml")
     deployment.add_subscriber("ada", SUBSCRIBER_ADA)
     deployment.add_subscriber("grace", SUBSCRIBER_GRACE)
+    deployment.add_subscriber("kim", 'email = "kim@example.org"\n[[topics]]\nname = "Planning"\nkeywords = ["planning", "agent"]\n')
     config = deployment.config()
     pipeline.ingest_feeds(config, clock=fixed_clock(NOON))
     frozen_at: list[int] = []
     report = pipeline.run_digests(config, clock=fixed_clock(NOON), batch_size=1, on_digest=lambda _: frozen_at.append(gc.get_freeze_count()))
-    assert [o.status for o in report.digests] == ["sent", "sent"]
-    assert frozen_at[0] == 0 and frozen_at[1] > 0  # the first batch ran unfrozen; the second after the freeze
+    assert [o.status for o in report.digests] == ["sent", "sent", "sent"]
+    # The first batch ran unfrozen; the second after the first freeze; the third after what the second built joined it.
+    assert frozen_at[0] == 0 < frozen_at[1] < frozen_at[2]
     assert gc.get_freeze_count() == 0
