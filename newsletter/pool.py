@@ -187,7 +187,10 @@ class Pool:
         if longer:  # papers whose every mention is inside a longer keyword drop out (counts() has only papers with some)
             left = (in_title > 0) | (in_body > 0)
             docs, in_title, in_body = docs[left], in_title[left], in_body[left]
-        values = self.idf(keyword, words) * self._saturated(docs, in_title, in_body)
+        if len(docs):
+            values = self.idf(keyword, words) * self._saturated(docs, in_title, in_body)
+        else:  # nothing today matches it: no IDF is needed, so no corpus look-up (an FTS5 query for a new phrase)
+            values = np.zeros(0)
         cached = self._score_cache[key] = Scores(dict(zip(docs.tolist(), values.tolist())), docs, values)
         return cached
 

@@ -98,6 +98,26 @@ def test_corpus_document_frequencies_set_the_idf() -> None:
     assert corpus[0].score > 3 * local[0].score
 
 
+class CountedLookups(dict[str, int]):
+    """Document frequencies that remember which phrases were looked up (each is an FTS5 query in a real run)."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        super().__init__(counts)
+        self.asked: list[str] = []
+
+    def __contains__(self, phrase: object) -> bool:
+        self.asked.append(str(phrase))
+        return super().__contains__(phrase)
+
+
+def test_a_keyword_no_paper_of_the_pool_matches_costs_no_corpus_lookup() -> None:
+    pool = [paper(i, summary=f"Optical flow estimation {i}. {FILLER}") for i in range(1, 4)]
+    frequencies = CountedLookups({"optical flow": 3, "protein folding": 40})
+    ranked = rank(reader(Topic("Mixed", ("optical flow", "protein folding"))), Pool(pool, corpus=CorpusStats(size=5000, document_frequency=frequencies)), settings=ANY)
+    assert len(ranked) == 3 and all(item.reasons[0].terms == ("optical flow",) for item in ranked)
+    assert frequencies.asked == ["optical flow"]  # "protein folding" is in no paper today: its IDF is never needed
+
+
 # --- 2. weights, several topics -------------------------------------------------------------------
 
 
