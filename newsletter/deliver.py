@@ -441,6 +441,15 @@ def _libc_syncfs() -> Callable[[int], None] | None:
 _SYNCFS = _libc_syncfs()
 
 
+def _synced(path: str, sync: Callable[[int], None]) -> None:
+    """``sync`` (fsync, syncfs) on a descriptor of ``path``, opened for it and closed after."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        sync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 class MaildirTransport:
     """The embedded default: each message becomes a file in <maildir>/new.
 
@@ -497,23 +506,11 @@ class MaildirTransport:
             return
         try:
             if self._syncfs is not None:
-                folder = os.open(self._new, os.O_RDONLY)
-                try:
-                    self._syncfs(folder)
-                finally:
-                    os.close(folder)
+                _synced(self._new, self._syncfs)
                 return
             for path in self._unsynced:
-                descriptor = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(descriptor)
-                finally:
-                    os.close(descriptor)
-            directory = os.open(self._new, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+                _synced(path, os.fsync)
+            _synced(self._new, os.fsync)
         except OSError as exc:
             raise DeliveryError(f"{self.path}: cannot sync the messages written: {exc.strerror}") from None
         finally:

@@ -223,6 +223,15 @@ def write_slow_file(path: Path, number: int) -> None:
     threading.Thread(target=write, daemon=True).start()
 
 
+def the_idle_worker(config: Config, smtp_tls: MailServer) -> Any:
+    """Once readers 0-6 are sent and reader07's message is held in flight: the worker that is not sending it."""
+    smtp_tls.handler.wait_for(lambda h: address(7) in h.recipients(), what="reader07's message")
+    wait_for_rows(config, lambda now: all(now[f"reader{n:02d}"]["status"] == "sent" for n in range(7)), "readers 0-6 sent")
+    busy = pid_of(rows(config)["reader07"]["claimed_by"])
+    (idle,) = [child for child in multiprocessing.active_children() if child.name.startswith("digest-worker-") and child.pid != busy]
+    return idle
+
+
 def test_a_worker_killed_while_it_waits_for_a_batch_does_not_stop_the_other(deployment: Deployment, smtp_tls: MailServer) -> None:
     """No lock is shared between two workers: one killed while it waits for its next batch cannot hold the other's up."""
     readers = 12
@@ -234,10 +243,7 @@ def test_a_worker_killed_while_it_waits_for_a_batch_does_not_stop_the_other(depl
     handler.hold_data_for.add(address(7))  # the other worker has reader07's message in flight, held until the kill is done
     finished = run_in_thread(config, workers=2, batch_size=2)
     try:
-        handler.wait_for(lambda h: address(7) in h.recipients(), what="reader07's message")
-        wait_for_rows(config, lambda now: all(now[f"reader{n:02d}"]["status"] == "sent" for n in range(7)), "readers 0-6 sent")
-        busy = pid_of(rows(config)["reader07"]["claimed_by"])
-        (idle,) = [child for child in multiprocessing.active_children() if child.name.startswith("digest-worker-") and child.pid != busy]
+        idle = the_idle_worker(config, smtp_tls)
         os.kill(idle.pid, signal.SIGKILL)
         wait_until_dead(idle.pid)
     finally:
@@ -266,10 +272,7 @@ def test_a_worker_killed_before_it_read_the_batch_handed_to_it_leaves_that_batch
     handler.hold_data_for.add(address(7))  # the other worker stays busy with reader07 meanwhile: batch 5 can go only to this one
     finished = run_in_thread(config, workers=2, batch_size=2)
     try:
-        handler.wait_for(lambda h: address(7) in h.recipients(), what="reader07's message")
-        wait_for_rows(config, lambda now: all(now[f"reader{n:02d}"]["status"] == "sent" for n in range(7)), "readers 0-6 sent")
-        busy = pid_of(rows(config)["reader07"]["claimed_by"])
-        (idle,) = [child for child in multiprocessing.active_children() if child.name.startswith("digest-worker-") and child.pid != busy]
+        idle = the_idle_worker(config, smtp_tls)
         os.kill(idle.pid, signal.SIGSTOP)  # it asked for a batch, and will not read the one it gets
         write_slow_file(fifth, 8)
         # The parent reads batch 6 only after handing batch 5 out: once it opens reader10's file, batch 5 is in the pipe.
