@@ -36,7 +36,7 @@ from typing import Any
 from .deliver import Transport
 from .errors import StoreError
 from .models import DigestOutcome, Subscriber
-from .outbox import DeliveryPolicy, RateLimiter, StopFlag, deliver_outbox
+from .outbox import DeliveryPolicy, RateLimiter, StopFlag, deliver_outbox, owner_id
 from .store import NewDigest, Store
 
 Clock = Callable[[], dt.datetime]
@@ -115,6 +115,8 @@ class Sender:
     ) -> Iterator[DigestOutcome]:
         """Send what is due in the outbox (narrowed to these digest ids or readers)."""
         if self.server_down:
+            if messages:  # this batch was queued with its bytes in memory only: stored for the next run
+                self.store.keep_messages(messages)
             for outcome in (built or {}).values():
                 yield replace(outcome, detail="not tried: the server is unavailable; the next run retries")
             return
@@ -172,7 +174,7 @@ def run_batch(job: BatchJob, sender: Sender, readers: Sequence[Subscriber], *, s
             ready.append(prepared)
     if not ready:
         return
-    ids = sender.store.queue_digests([prepared.digest for prepared in ready if prepared.digest is not None])
+    ids = sender.store.queue_digests([prepared.digest for prepared in ready if prepared.digest is not None], sender=owner_id())
     built: dict[int, DigestOutcome] = {}
     messages: dict[int, bytes] = {}  # the bytes just stored: sent from memory, not read back
     for prepared, digest_id in zip(ready, ids):

@@ -3,6 +3,10 @@
 Part of the pipeline layer (it wires ``store`` and ``deliver``; no stage
 imports it). Every digest is already rendered and stored as queued before
 this runs, so a crash anywhere loses nothing: the next run finds the rows.
+A batch just queued by this process is sent from the bytes in memory; the
+outbox keeps a message's bytes only when it is not sent now (a retry, a
+bounce, a stop). Rows whose bytes died with their process are given back:
+their papers return to the reader, whom the run then builds a digest for anew.
 
 Exactly-once, as far as SMTP allows: a row is claimed ("sending", with this
 process's host:pid) in one transaction before the message leaves, and marked
@@ -93,12 +97,17 @@ def deliver_outbox(
             limiter.wait()  # ends early when stop is set: checked right after, so a stop during the pause sends nothing more
             if stop is not None and stop.is_set():
                 yield from last.record()
-                yield from _left_queued(pending[position:], built, "stopped before sending; the next run sends it")
+                yield from _left_queued(store, pending[position:], built, messages, "stopped before sending; the next run sends it")
                 return
+            message = (messages or {}).get(queued.id)
+            if not queued.kept and message is None:  # queued by a process that sends it from memory
+                if _abandoned(queued, now=clock()) and store.give_back_digest(queued):
+                    yield DigestOutcome(queued.subscriber, "queued", queued.period, detail=_GIVEN_BACK)
+                continue
             claim = store.claim_digest(queued, owner=owner_id(), after=last.attempt())
             previous = last.committed()
             try:
-                outcome, server_down = _send_claimed(store, transport, queued, claim, policy=policy, message=(messages or {}).get(queued.id))
+                outcome, server_down = _send_claimed(store, transport, queued, claim, policy=policy, message=message)
             except BaseException:  # a bug or an interrupt: the message recorded with this claim is still reported first
                 if previous is not None:
                     yield previous
@@ -110,7 +119,9 @@ def deliver_outbox(
             if outcome.status != "sent":
                 yield _merged(outcome, built.get(queued.id))
                 if server_down:
-                    yield from _left_queued(pending[position + 1 :], built, "not tried: the server is unavailable; the next run retries")
+                    yield from _left_queued(
+                        store, pending[position + 1 :], built, messages, "not tried: the server is unavailable; the next run retries",
+                    )
                     return
         yield from last.record()
     finally:
@@ -168,17 +179,18 @@ def _send_claimed(
     if claim == "taken":
         return DigestOutcome(queued.subscriber, "queued", queued.period, detail="another process claimed it first"), False
     attempt = {"max_attempts": policy.max_attempts, "retry_after": policy.retry_after}
+    keep = None if queued.kept else message  # bytes the outbox has not got: stored with a failure, for the retry
     try:
         message = message if message is not None else store.message_of(queued.id)
         reply = transport.send(message, sender=policy.sender, recipient=queued.recipient)  # type: ignore[attr-defined]
     except RecipientRefused as exc:
-        store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc), permanent=True))
+        store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc), permanent=True), message=keep)
         return DigestOutcome(queued.subscriber, "bounced", queued.period, detail=str(exc)), False
     except ServerUnavailable as exc:  # the server's fault, not this message's: no attempt counted, no backoff, never given up
-        store.release_digest(queued.id, error=str(exc))
+        store.release_digest(queued.id, error=str(exc), message=keep)
         return DigestOutcome(queued.subscriber, "unavailable", queued.period, detail=f"{exc}; the next run retries"), True
     except DeliveryError as exc:
-        status = store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc)))
+        status = store.finish_digest(queued.id, DeliveryOutcome(**attempt, error=str(exc), reply=_reply_of(exc)), message=keep)
         if status == "failed":
             return DigestOutcome(queued.subscriber, "failed", queued.period, detail=f"{exc} (gave up after {policy.max_attempts} attempts)"), False
         return DigestOutcome(queued.subscriber, "retrying", queued.period, detail=f"{exc} (will retry)"), False
@@ -202,7 +214,16 @@ def _merged(outcome: DigestOutcome, built: DigestOutcome | None) -> DigestOutcom
     return replace(outcome, items=built.items, considered=built.considered, detail=detail)
 
 
-def _left_queued(rest: list[QueuedDigest], built: dict[int, DigestOutcome], why: str) -> Iterator[DigestOutcome]:
+_GIVEN_BACK = "its run ended before sending it, and its message went with it: its papers are given back and the digest is built again"
+
+
+def _left_queued(
+    store: Store, rest: list[QueuedDigest], built: dict[int, DigestOutcome], messages: dict[int, bytes] | None, why: str,
+) -> Iterator[DigestOutcome]:
+    """The digests not tried now: those whose bytes only this process holds are stored first, for the next run."""
+    held = {queued.id: (messages or {})[queued.id] for queued in rest if not queued.kept and queued.id in (messages or {})}
+    if held:
+        store.keep_messages(held)
     for queued in rest:
         if queued.id in built:
             yield replace(built[queued.id], status="queued", detail=why)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import mailbox
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,10 +25,12 @@ from conftest import (
 )
 
 from newsletter import pipeline
+from newsletter.clock import period_of
 from newsletter.deliver import MaildirTransport
-from newsletter.errors import DeliveryError
+from newsletter.config import Config
+from newsletter.errors import DeliveryError, ServerUnavailable
 from newsletter.outbox import CLAIM_LEASE, DeliveryPolicy, RateLimiter, deliver_outbox
-from newsletter.store import Store
+from newsletter.store import NewDigest, Store
 from newsletter.store.schema import UPGRADES
 
 
@@ -362,3 +367,128 @@ def test_sent_messages_bytes_go_with_the_next_batch_queued_and_at_the_end(tmp_pa
         assert store.db.execute("SELECT digest_id FROM messages").fetchall() == [(queued.id,)]  # only the one to send
         store.forget_sent_messages()  # nothing sent: nothing dropped
         assert store.message_of(queued.id) == b"Subject: lin\r\n\r\n"
+
+
+# --- a batch's bytes: kept only for what is not sent now ------------------------------------------------------------
+
+
+class Watching:
+    """Delivers into a Maildir (or fails for chosen readers), noting how many message bytes the outbox held at each send."""
+
+    def __init__(self, box: Path, database: Path, *, failing: dict[str, DeliveryError] | None = None, stop: threading.Event | None = None) -> None:
+        self.box, self.database, self.failing, self.stop = MaildirTransport(box), database, failing or {}, stop
+        self.stored_at_send: list[int] = []
+        self.attempted: dict[str, bytes] = {}
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        with sqlite3.connect(self.database) as conn:
+            self.stored_at_send.append(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+        self.attempted[recipient] = message
+        if self.stop is not None:
+            self.stop.set()  # SIGTERM during this send: it finishes, nothing more goes
+        if recipient in self.failing:
+            raise self.failing[recipient]
+        return self.box.send(message, sender=sender, recipient=recipient)
+
+    def flush(self) -> None:
+        self.box.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def _outbox_rows(database: Path) -> dict[str, tuple[str, str | None, bytes | None, str]]:
+    """subscriber -> (status, claimed_by, stored bytes, Message-ID)."""
+    with sqlite3.connect(database) as conn:
+        return {row[0]: row[1:] for row in conn.execute(
+            "SELECT subscriber, status, claimed_by, message, message_id FROM digests LEFT JOIN messages ON digest_id = id")}
+
+
+def _message_ids(box: Path) -> list[str]:
+    return sorted(str(message["Message-ID"]) for message in mailbox.Maildir(box, create=False))
+
+
+BOTH = pipeline.DigestRequest(subscriber_ids=("ada", "grace"), ignore_time=True)
+
+
+def test_a_batch_is_sent_from_memory_and_only_a_failed_message_is_stored_for_its_retry(deployment: Deployment, tmp_path: Path) -> None:
+    config = _deployment(deployment).config()
+    watching = Watching(config.maildir, config.database, failing={"ada@example.org": DeliveryError("451 try later")})
+    report = pipeline.run_digests(config, BOTH, clock=fixed_clock(NOON), transport=watching)
+    assert sorted(o.status for o in report.digests) == ["retrying", "sent"]
+    assert list(watching.attempted) == ["ada@example.org", "grace@example.org"]
+    assert watching.stored_at_send == [0, 1]  # queued without their bytes (the run holds them); ada's stored as it failed
+    rows = _outbox_rows(config.database)
+    assert rows["ada"][:3] == ("queued", None, watching.attempted["ada@example.org"])  # kept with the failure, released
+    assert rows["grace"][0] == "sent" and rows["grace"][2] is None
+    retry = pipeline.run_digests(config, BOTH, clock=fixed_clock(NOON + dt.timedelta(hours=1)), transport=Watching(config.maildir, config.database))
+    assert [(o.subscriber, o.status) for o in retry.digests if o.status == "sent"] == [("ada", "sent")]
+    assert _message_ids(config.maildir) == sorted([rows["ada"][3], rows["grace"][3]])  # the same message, retried
+
+
+def test_a_stop_or_a_server_down_keeps_the_bytes_of_the_digests_not_tried(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    stop = threading.Event()
+    pipeline.run_digests(config, BOTH, clock=fixed_clock(NOON), transport=Watching(config.maildir, config.database, stop=stop), stop=stop)
+    rows = _outbox_rows(config.database)
+    (left,) = [name for name, row in rows.items() if row[0] == "queued"]
+    assert rows[left][1] is None and rows[left][2] is not None  # stored and released: any later run sends it as it is
+    pipeline.run_digests(config, BOTH, clock=fixed_clock(NOON), transport=Watching(config.maildir, config.database))
+    assert _message_ids(config.maildir) == sorted(row[3] for row in rows.values())
+
+    down = _deployment_for_a_down_server(config)
+    pipeline.run_digests(down, BOTH, clock=fixed_clock(NOON), batch_size=1, transport=Watching(
+        down.maildir, down.database, failing={f"{name}@example.org": ServerUnavailable("smtp: connection refused") for name in ("ada", "grace")}))
+    assert {name: row[:2] for name, row in _outbox_rows(down.database).items()} == {"ada": ("queued", None), "grace": ("queued", None)}
+    assert all(row[2] for row in _outbox_rows(down.database).values())  # the batch tried and the batch never tried
+
+
+def _deployment_for_a_down_server(config: Config) -> Config:
+    """The same deployment with a fresh database (a copy of the ingested one would do as well)."""
+    fresh = config.database.with_name("down.db")
+    with sqlite3.connect(config.database) as source, sqlite3.connect(fresh) as target:
+        source.backup(target)
+        target.execute("DELETE FROM sent_items")
+        target.execute("DELETE FROM messages")
+        target.execute("DELETE FROM digests")
+    return dataclasses.replace(config, database=fresh, maildir=config.maildir.with_name("down-box"))
+
+
+def _dead_pid() -> str:
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+
+
+def _queue_held_by(store: Store, owner: str, *, items: tuple[tuple[str, float], ...]) -> None:
+    period = period_of(now=NOON, timezone="Europe/London", frequency="daily")  # ada's, today
+    store.queue_digests([NewDigest("ada", period, "ada@example.org", "held", "<held@x>", b"", items, 5)], sender=owner)
+
+
+def test_digests_whose_bytes_died_with_their_process_are_given_back_and_built_again(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    request = pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True)
+    with Store(config.database, clock=lambda: NOON) as store:
+        paper = store.entries_since(NOON - dt.timedelta(days=30))[0].id
+        _queue_held_by(store, f"{socket.gethostname()}:{_dead_pid()}", items=((paper, 1.0),))
+    report = pipeline.run_digests(config, request, clock=fixed_clock(NOON))
+    assert [o.status for o in report.digests] == ["queued", "sent"] and "built again" in report.digests[0].detail
+    rows = _outbox_rows(config.database)
+    assert rows["ada"][0] == "sent" and rows["ada"][3] != "<held@x>"  # the held row is gone, a new digest went out
+    assert len(mailbox.Maildir(config.maildir, create=False)) == 1
+
+
+def test_digests_held_by_a_live_process_are_left_to_it_until_the_lease_runs_out(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    request = pipeline.DigestRequest(subscriber_ids=("ada",), ignore_time=True)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with Store(config.database, clock=lambda: NOON) as store:
+            _queue_held_by(store, f"{socket.gethostname()}:{live.pid}", items=())
+            assert not store.give_back_digest(replace(store.pending_digests()[0], claimed_at=None))  # changed since: kept
+        pipeline.run_digests(config, request, clock=fixed_clock(NOON))
+        assert _outbox_rows(config.database)["ada"][3] == "<held@x>" and not config.maildir.exists()
+        later = NOON + CLAIM_LEASE + dt.timedelta(minutes=1)
+        report = pipeline.run_digests(config, request, clock=fixed_clock(later))
+        assert [o.status for o in report.digests] == ["queued", "sent"]
+    finally:
+        live.kill()
+        live.wait()

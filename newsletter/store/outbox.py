@@ -27,8 +27,9 @@ class QueuedDigest:
     recipient: str
     attempts: int
     status: str  # "queued", or "sending" when a process claimed it (and may have died)
-    claimed_by: str | None
+    claimed_by: str | None  # "sending": who claimed it; "queued" without its bytes: the process that queued it
     claimed_at: str | None
+    kept: bool = True  # its message bytes are in the outbox; False: only its queuing process has them (queue_digests)
 
 
 @dataclass(frozen=True)
@@ -73,21 +74,46 @@ class Digests:
         """Store one rendered digest as queued and its items as sent, atomically (see queue_digests)."""
         return self.queue_digests([NewDigest(subscriber, period, recipient, subject, message_id, message, tuple(items), considered)])[0]
 
-    def queue_digests(self, digests: Sequence[NewDigest]) -> list[int | None]:
+    def queue_digests(self, digests: Sequence[NewDigest], *, sender: str | None = None) -> list[int | None]:
         """Store a batch of rendered digests as queued, and their items as sent, in one transaction.
 
         An "empty" or "cancelled" row for the period gives way (new papers arrived later that
         day). Each digest's id, or None where the period already has a real digest (another
         process got there first). One commit for the batch: a run of 100,000 digests does not
         pay a commit per digest, and a crash leaves all or none of a batch.
+
+        ``sender`` (host:pid): that process sends the batch at once from the bytes it holds, so they
+        are not stored; the rows name it as their holder. It keeps the bytes of any it does not send
+        (finish_digest, release_digest, keep_messages). If it dies first, give_back_digest lets the
+        next run build those digests again. Storing 30 KB per message only to delete it a moment
+        later was an eighth of a run's CPU time.
         """
         now = self._now()
         ids: list[int | None] = []
         with self.transaction() as conn:
             _drop_sent_messages(conn)
             for new in digests:
-                ids.append(_insert_digest(conn, new, now))
+                ids.append(_insert_digest(conn, new, now, sender=sender))
         return ids
+
+    def keep_messages(self, messages: dict[int, bytes]) -> None:
+        """Store the bytes of queued digests this process holds and will not send now (it stopped, or the server is down),
+        and let them go: any later run sends them."""
+        with self.transaction() as conn:
+            for digest_id, message in messages.items():
+                _keep_message(conn, digest_id, message)
+
+    def give_back_digest(self, digest: QueuedDigest) -> bool:
+        """Forget a queued or claimed digest whose bytes died with the process that held them: its papers go back to
+        the reader, who is due again and gets a digest built anew. False if the row changed meanwhile."""
+        unchanged = (
+            "SELECT id FROM digests WHERE id = ? AND status = ? AND claimed_at IS ?"
+            " AND NOT EXISTS (SELECT 1 FROM messages WHERE digest_id = digests.id)"
+        )
+        row = [digest.id, digest.status, digest.claimed_at]
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM sent_items WHERE digest_id IN ({unchanged})", row)  # first: they refer to the row
+            return bool(conn.execute(f"DELETE FROM digests WHERE id IN ({unchanged})", row).rowcount)
 
     def forget_sent_messages(self) -> None:
         """Drop the bytes of the messages already sent (queue_digests does it batch by batch; this at a run's end)."""
@@ -120,11 +146,12 @@ class Digests:
                 where += f" AND {column} IN ({', '.join('?' * len(values))})"
                 params += values
         cursor = self._query(
-            "SELECT id, subscriber, period, recipient, attempts, status, claimed_by, claimed_at"
+            "SELECT id, subscriber, period, recipient, attempts, status, claimed_by, claimed_at,"
+            " EXISTS (SELECT 1 FROM messages WHERE digest_id = digests.id)"
             f" FROM digests WHERE {where} ORDER BY id",
             params,
         )
-        return [QueuedDigest(*row) for row in cursor]
+        return [QueuedDigest(*row[:8], kept=bool(row[8])) for row in cursor]
 
     def message_of(self, digest_id: int) -> bytes:
         """The stored message, read one at a time: a batch never holds every digest's bytes in memory."""
@@ -163,22 +190,28 @@ class Digests:
             )
         return "claimed" if cursor.rowcount == 1 else "taken"
 
-    def finish_digest(self, digest_id: int, outcome: DeliveryOutcome) -> str:
+    def finish_digest(self, digest_id: int, outcome: DeliveryOutcome, *, message: bytes | None = None) -> str:
         """Record one attempt; returns the new status: "sent", "queued" (to retry), "failed" or "bounced".
 
         A transient failure waits ``retry_after`` doubled for each earlier attempt;
         a digest that bounced or finally failed gives its papers back, so a later
-        digest can carry them.
+        digest can carry them. ``message``: its bytes, stored with a failure when the outbox
+        has not kept them (a retry, or `retry` after a bounce, sends them).
         """
         with self.transaction() as conn:
-            return _record_attempt(conn, digest_id, outcome, now=self._clock())
+            status = _record_attempt(conn, digest_id, outcome, now=self._clock())
+            if message is not None and status != "sent":
+                _keep_message(conn, digest_id, message)
+            return status
 
-    def release_digest(self, digest_id: int, *, error: str | None = None) -> None:
+    def release_digest(self, digest_id: int, *, error: str | None = None, message: bytes | None = None) -> None:
         """Give a claimed digest back to the queue without counting an attempt (the run stopped, or the server was unavailable).
 
-        ``error`` (why it was not sent) is kept as its last error, for `status`.
+        ``error`` (why it was not sent) is kept as its last error, for `status`; ``message`` as for finish_digest.
         """
         with self.transaction() as conn:
+            if message is not None:
+                _keep_message(conn, digest_id, message)
             conn.execute(
                 "UPDATE digests SET status = 'queued', claimed_by = NULL, claimed_at = NULL, last_error = coalesce(?, last_error)"
                 " WHERE id = ? AND status = 'sending'",
@@ -244,8 +277,8 @@ class Digests:
 
 _INSERT_DIGEST = (
     "INSERT INTO digests (subscriber, period, status, recipient, subject, message_id, items,"
-    " considered, attempts, created_at, next_attempt_at, item_ids)"
-    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+    " considered, attempts, created_at, next_attempt_at, item_ids, claimed_by, claimed_at)"
+    " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
 )
 
 
@@ -283,9 +316,15 @@ def _drop_sent_messages(conn: sqlite3.Connection) -> None:
     )
 
 
-def _insert_digest(conn: sqlite3.Connection, new: NewDigest, now: str) -> int | None:
+def _keep_message(conn: sqlite3.Connection, digest_id: int, message: bytes) -> None:
+    """Store a digest's bytes (if not stored yet) and release it from the process that held them."""
+    conn.execute("INSERT OR IGNORE INTO messages (digest_id, message) VALUES (?, ?)", [digest_id, message])
+    conn.execute("UPDATE digests SET claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'queued'", [digest_id])
+
+
+def _insert_digest(conn: sqlite3.Connection, new: NewDigest, now: str, *, sender: str | None = None) -> int | None:
     row = [new.subscriber, new.period, new.recipient, new.subject, new.message_id, len(new.items),
-           new.considered, now, now, json.dumps([entry_id for entry_id, _ in new.items])]
+           new.considered, now, now, json.dumps([entry_id for entry_id, _ in new.items]), sender, now if sender else None]
     try:
         cursor = conn.execute(_INSERT_DIGEST, row)
     except sqlite3.IntegrityError:  # the period has a row: an "empty" or "cancelled" one gives way, a real digest does not
@@ -295,7 +334,8 @@ def _insert_digest(conn: sqlite3.Connection, new: NewDigest, now: str) -> int | 
             return None
         cursor = conn.execute(_INSERT_DIGEST, row)
     digest_id = int(cursor.lastrowid or 0)
-    conn.execute("INSERT INTO messages (digest_id, message) VALUES (?, ?)", [digest_id, new.message])
+    if sender is None:
+        conn.execute("INSERT INTO messages (digest_id, message) VALUES (?, ?)", [digest_id, new.message])
     conn.executemany(
         "INSERT OR IGNORE INTO sent_items (subscriber, entry_id, digest_id, rank, score, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         [(new.subscriber, entry_id, digest_id, rank, score, now) for rank, (entry_id, score) in enumerate(new.items, 1)],
