@@ -129,13 +129,15 @@ def run_digests(
     report = _Outcomes(on_digest, progress, total=total)
     with _sending_store(config, clock=clock) as store:
         unsubscribed = store.unsubscribed()
-        job = _digest_job(config, request, clock=clock, signer=signer, unsubscribed=unsubscribed)
+        rebuilds: dict[str, str] = {}
+        job = _digest_job(config, request, clock=clock, signer=signer, unsubscribed=unsubscribed, rebuilds=rebuilds)
         sender = Sender(job.sending, store, stop=stop, limiter=limiter, transport=transport)
         try:
             if not request.dry_run:  # what waits from earlier runs goes first
                 only = list(request.subscriber_ids) or None
                 for outcome in sender.deliver(subscribers=only):
                     report(outcome, counted=False)
+            rebuilds.update(store.rebuild_periods())  # digests whose bytes died with their process (given back just now or before)
             if workers <= 1:
                 run_batches(job, readers, sender=sender, stop=stop, report=report, size=batch_size)
         finally:
@@ -247,8 +249,12 @@ def _sending(config: Config, *, clock: Clock) -> Sending:
 
 def _digest_job(
     config: Config, request: DigestRequest, *, clock: Clock, signer: LinkSigner | None, unsubscribed: dict[str, dict[str, str]],
+    rebuilds: dict[str, str],
 ) -> BatchJob:
-    """What batch.py needs to prepare each reader's digest; the pool and templates are built on first need."""
+    """What batch.py needs to prepare each reader's digest; the pool and templates are built on first need.
+
+    ``rebuilds``: reader -> a period whose digest is built again now, whatever the time (store.rebuild_periods).
+    """
     frequencies = DocumentFrequencies()
     pools: list[Pool] = []
 
@@ -267,6 +273,7 @@ def _digest_job(
             return Prepared(DigestOutcome(reader.id, "unsubscribed", detail=detail))
         return _prepare_digest(
             config, store, reader, request=request, renderer=renderer, now=clock(), pool=lambda: pool_with(store), signer=signer,
+            overdue=rebuilds.get(reader.id),
         )
 
     def warm() -> None:
@@ -281,16 +288,22 @@ def _digest_job(
 
 def _prepare_digest(
     config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Callable[[], Renderer],
-    now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None,
+    now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None, overdue: str | None = None,
 ) -> Prepared:
-    """This reader's digest for the current period, rendered into a message when due (not yet stored)."""
-    period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
-    earlier = store.digest_status(subscriber.id, period)
-    if earlier not in (None, "empty", "cancelled"):  # an empty period may still get papers that arrived later
-        status, detail = _EARLIER[earlier]
-        return Prepared(DigestOutcome(subscriber.id, status, period, detail=detail))
-    if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
-        return Prepared(DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}"))
+    """This reader's digest for the current period, rendered into a message when due (not yet stored).
+
+    ``overdue``: an earlier period whose digest died with the process sending it: that one is built, now.
+    """
+    if overdue is not None:
+        period = overdue
+    else:
+        period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
+        earlier = store.digest_status(subscriber.id, period)
+        if earlier not in (None, "empty", "cancelled", "rebuild"):  # an empty period may still get papers that arrived later
+            status, detail = _EARLIER[earlier]
+            return Prepared(DigestOutcome(subscriber.id, status, period, detail=detail))
+        if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
+            return Prepared(DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}"))
     try:
         digest = build_digest(config, store, subscriber, now=now, pool=pool())
         if not digest.items and subscriber.quiet_days == "skip":

@@ -88,26 +88,29 @@ def deliver_outbox(
     limiter = limiter or RateLimiter(policy.rate_limit, stop=stop)
     pending = store.pending_digests(subscribers, ids=ids, due_by=clock())
     last = _SentLast(store)
+    held = dict(messages or {})  # bytes the outbox may not have: stored at the end for any digest this call did not handle
     try:
         for position, queued in enumerate(pending):
             if queued.status == "sending" and not _abandoned(queued, now=clock()):
                 continue  # another live process is sending it right now
+            message = (messages or {}).get(queued.id)
+            if not queued.kept and message is None:  # queued by a process that sends it from memory
+                if _abandoned(queued, now=clock()) and store.give_back_digest(queued):
+                    yield DigestOutcome(queued.subscriber, "queued", queued.period, detail=_GIVEN_BACK)
+                continue
             if limiter.interval:  # a pause never holds a sent message unrecorded
                 yield from last.record()
             limiter.wait()  # ends early when stop is set: checked right after, so a stop during the pause sends nothing more
             if stop is not None and stop.is_set():
                 yield from last.record()
                 yield from _left_queued(store, pending[position:], built, messages, "stopped before sending; the next run sends it")
+                held.clear()
                 return
-            message = (messages or {}).get(queued.id)
-            if not queued.kept and message is None:  # queued by a process that sends it from memory
-                if _abandoned(queued, now=clock()) and store.give_back_digest(queued):
-                    yield DigestOutcome(queued.subscriber, "queued", queued.period, detail=_GIVEN_BACK)
-                continue
             claim = store.claim_digest(queued, owner=owner_id(), after=last.attempt())
             previous = last.committed()
             try:
                 outcome, server_down = _send_claimed(store, transport, queued, claim, policy=policy, message=message)
+                held.pop(queued.id, None)
             except BaseException:  # a bug or an interrupt: the message recorded with this claim is still reported first
                 if previous is not None:
                     yield previous
@@ -122,10 +125,14 @@ def deliver_outbox(
                     yield from _left_queued(
                         store, pending[position + 1 :], built, messages, "not tried: the server is unavailable; the next run retries",
                     )
+                    held.clear()
                     return
         yield from last.record()
     finally:
         last.record_quietly()  # the consumer stopped early, or an error is on its way: still never forget a sent message
+        if held:  # a bug, an interrupt, or rows not due by this clock: their bytes outlive this process
+            with contextlib.suppress(StoreError):
+                store.keep_messages(held)
 
 
 class _SentLast:
@@ -214,7 +221,7 @@ def _merged(outcome: DigestOutcome, built: DigestOutcome | None) -> DigestOutcom
     return replace(outcome, items=built.items, considered=built.considered, detail=detail)
 
 
-_GIVEN_BACK = "its run ended before sending it, and its message went with it: its papers are given back and the digest is built again"
+_GIVEN_BACK = "its run ended before sending it, and its message went with it: built again by this or the next digest run"
 
 
 def _left_queued(

@@ -458,9 +458,11 @@ def _dead_pid() -> str:
     return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
 
 
-def _queue_held_by(store: Store, owner: str, *, items: tuple[tuple[str, float], ...]) -> None:
-    period = period_of(now=NOON, timezone="Europe/London", frequency="daily")  # ada's, today
-    store.queue_digests([NewDigest("ada", period, "ada@example.org", "held", "<held@x>", b"", items, 5)], sender=owner)
+def _queue_held_by(store: Store, owner: str, *, items: tuple[tuple[str, float], ...], reader: str = "ada", zone: str = "Europe/London") -> str:
+    """A digest for today queued by ``owner``, which holds its bytes (the outbox has none); its period."""
+    period = period_of(now=NOON, timezone=zone, frequency="daily")
+    store.queue_digests([NewDigest(reader, period, f"{reader}@example.org", "held", f"<held-{reader}@x>", b"", items, 5)], sender=owner)
+    return period
 
 
 def test_digests_whose_bytes_died_with_their_process_are_given_back_and_built_again(deployment: Deployment) -> None:
@@ -472,7 +474,7 @@ def test_digests_whose_bytes_died_with_their_process_are_given_back_and_built_ag
     report = pipeline.run_digests(config, request, clock=fixed_clock(NOON))
     assert [o.status for o in report.digests] == ["queued", "sent"] and "built again" in report.digests[0].detail
     rows = _outbox_rows(config.database)
-    assert rows["ada"][0] == "sent" and rows["ada"][3] != "<held@x>"  # the held row is gone, a new digest went out
+    assert rows["ada"][0] == "sent" and rows["ada"][3] != "<held-ada@x>"  # the held row is gone, a new digest went out
     assert len(mailbox.Maildir(config.maildir, create=False)) == 1
 
 
@@ -485,10 +487,59 @@ def test_digests_held_by_a_live_process_are_left_to_it_until_the_lease_runs_out(
             _queue_held_by(store, f"{socket.gethostname()}:{live.pid}", items=())
             assert not store.give_back_digest(replace(store.pending_digests()[0], claimed_at=None))  # changed since: kept
         pipeline.run_digests(config, request, clock=fixed_clock(NOON))
-        assert _outbox_rows(config.database)["ada"][3] == "<held@x>" and not config.maildir.exists()
+        assert _outbox_rows(config.database)["ada"][3] == "<held-ada@x>" and not config.maildir.exists()
         later = NOON + CLAIM_LEASE + dt.timedelta(minutes=1)
         report = pipeline.run_digests(config, request, clock=fixed_clock(later))
         assert [o.status for o in report.digests] == ["queued", "sent"]
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_digest_given_back_after_its_period_ended_is_still_built_and_sent_for_that_period(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    with Store(config.database, clock=lambda: NOON) as store:
+        paper = store.entries_since(NOON - dt.timedelta(days=30))[0].id
+        period = _queue_held_by(store, f"{socket.gethostname()}:{_dead_pid()}", items=((paper, 1.0),))
+    next_morning = dt.datetime(2026, 11, 27, 7, 0, tzinfo=dt.timezone.utc)  # London 07:00: before ada's send_at, another day
+    report = pipeline.run_digests(config, clock=fixed_clock(next_morning))
+    ada = [(o.status, o.period) for o in report.digests if o.subscriber == "ada"]
+    assert ada == [("queued", period), ("sent", period)]  # given back, then built at once for the day it was due
+    with sqlite3.connect(config.database) as conn:
+        assert conn.execute("SELECT period, status FROM digests WHERE subscriber = 'ada'").fetchall() == [(period, "sent")]
+    assert len(mailbox.Maildir(config.maildir, create=False)) == 1
+
+
+def test_give_backs_wait_for_no_rate_limit_slot(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    dead = f"{socket.gethostname()}:{_dead_pid()}"
+    slept: list[float] = []
+    with Store(config.database, clock=lambda: NOON) as store:
+        _queue_held_by(store, dead, items=())
+        _queue_held_by(store, dead, items=(), reader="grace", zone="America/New_York")
+        limiter = RateLimiter(6, monotonic=lambda: 0.0, sleep=slept.append)
+        outcomes = list(deliver_outbox(store, object(), policy=DeliveryPolicy(sender="p@example.org", rate_limit=6), clock=lambda: NOON, limiter=limiter))
+        assert store.rebuild_periods() == {"ada": "2026-11-26", "grace": "2026-11-26"}
+    assert [o.status for o in outcomes] == ["queued", "queued"] and slept == []  # nothing was sent: no pause
+
+
+class Buggy(Watching):
+    """Raises something that is not a delivery error (a bug) on its second message."""
+
+    def send(self, message: bytes, *, sender: str, recipient: str) -> str:
+        if self.attempted:
+            raise RuntimeError("a bug in the transport")
+        return super().send(message, sender=sender, recipient=recipient)
+
+
+def test_a_bug_mid_batch_stores_the_bytes_it_held_so_any_later_run_sends_them_unchanged(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    with pytest.raises(RuntimeError, match="a bug in the transport"):
+        pipeline.run_digests(config, BOTH, clock=fixed_clock(NOON), transport=Buggy(config.maildir, config.database))
+    rows = _outbox_rows(config.database)
+    assert sorted(row[0] for row in rows.values()) == ["sending", "sent"]
+    (failed,) = [name for name, row in rows.items() if row[0] == "sending"]
+    assert rows[failed][2] is not None  # the message the bug hit is stored: its resend is the same message
+    later = NOON + CLAIM_LEASE + dt.timedelta(minutes=1)  # this process lives on: its claim counts as abandoned after the lease
+    pipeline.run_digests(config, BOTH, clock=fixed_clock(later), transport=Watching(config.maildir, config.database))
+    assert _message_ids(config.maildir) == sorted(row[3] for row in rows.values())

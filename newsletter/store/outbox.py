@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import StoreError
 from ._util import _dicts, _iso
 
 
@@ -104,16 +105,22 @@ class Digests:
                 _keep_message(conn, digest_id, message)
 
     def give_back_digest(self, digest: QueuedDigest) -> bool:
-        """Forget a queued or claimed digest whose bytes died with the process that held them: its papers go back to
-        the reader, who is due again and gets a digest built anew. False if the row changed meanwhile."""
-        unchanged = (
-            "SELECT id FROM digests WHERE id = ? AND status = ? AND claimed_at IS ?"
-            " AND NOT EXISTS (SELECT 1 FROM messages WHERE digest_id = digests.id)"
-        )
-        row = [digest.id, digest.status, digest.claimed_at]
+        """A queued or claimed digest whose bytes died with the process that held them: marked "rebuild" for its period,
+        its papers given back; the next run builds it again at once (rebuild_periods). False if the row changed meanwhile."""
         with self.transaction() as conn:
-            conn.execute(f"DELETE FROM sent_items WHERE digest_id IN ({unchanged})", row)  # first: they refer to the row
-            return bool(conn.execute(f"DELETE FROM digests WHERE id IN ({unchanged})", row).rowcount)
+            cursor = conn.execute(
+                "UPDATE digests SET claimed_by = NULL, claimed_at = NULL, next_attempt_at = NULL, status ="
+                " CASE WHEN subscriber IN (SELECT subscriber FROM unsubscribed) THEN 'cancelled' ELSE 'rebuild' END"
+                " WHERE id = ? AND status = ? AND claimed_at IS ? AND NOT EXISTS (SELECT 1 FROM messages WHERE digest_id = digests.id)",
+                [digest.id, digest.status, digest.claimed_at],
+            )
+            if cursor.rowcount:
+                conn.execute("DELETE FROM sent_items WHERE digest_id = ?", [digest.id])
+        return bool(cursor.rowcount)
+
+    def rebuild_periods(self) -> dict[str, str]:
+        """subscriber -> the (earliest) period whose digest is to be built again (give_back_digest)."""
+        return dict(self._query("SELECT subscriber, min(period) FROM digests WHERE status = 'rebuild' GROUP BY subscriber").fetchall())
 
     def forget_sent_messages(self) -> None:
         """Drop the bytes of the messages already sent (queue_digests does it batch by batch; this at a run's end)."""
@@ -126,8 +133,8 @@ class Digests:
             conn.execute(
                 "INSERT INTO digests (subscriber, period, status, items, considered, attempts, created_at)"
                 " VALUES (?, ?, 'empty', 0, ?, 0, ?)"
-                " ON CONFLICT (subscriber, period) DO UPDATE SET considered = excluded.considered,"
-                " created_at = excluded.created_at WHERE status = 'empty'",
+                " ON CONFLICT (subscriber, period) DO UPDATE SET status = 'empty', considered = excluded.considered,"
+                " created_at = excluded.created_at WHERE status IN ('empty', 'rebuild')",
                 [subscriber, period, considered, self._now()],
             )
 
@@ -155,7 +162,10 @@ class Digests:
 
     def message_of(self, digest_id: int) -> bytes:
         """The stored message, read one at a time: a batch never holds every digest's bytes in memory."""
-        return bytes(self._query("SELECT message FROM messages WHERE digest_id = ?", [digest_id]).fetchone()[0])
+        row = self._query("SELECT message FROM messages WHERE digest_id = ?", [digest_id]).fetchone()
+        if row is None:  # deliver_outbox gives such a row back instead; only a bug gets here
+            raise StoreError(f"{self.path}: digest {digest_id} has no stored message (its sending process held it)")
+        return bytes(row[0])
 
     def next_retry_at(self) -> dt.datetime | None:
         row = self._query("SELECT min(next_attempt_at) FROM digests WHERE status = 'queued'").fetchone()
@@ -261,7 +271,7 @@ class Digests:
         return _dicts(self._query(
             "SELECT period,"
             " sum(status = 'sent') AS sent,"
-            " sum(status = 'queued' AND attempts = 0) AS queued,"
+            " sum(status = 'queued' AND attempts = 0 OR status = 'rebuild') AS queued,"
             " sum(status = 'queued' AND attempts > 0) AS retrying,"
             " sum(status = 'sending') AS sending,"
             " sum(status = 'bounced') AS bounced,"
@@ -318,7 +328,11 @@ def _drop_sent_messages(conn: sqlite3.Connection) -> None:
 
 def _keep_message(conn: sqlite3.Connection, digest_id: int, message: bytes) -> None:
     """Store a digest's bytes (if not stored yet) and release it from the process that held them."""
-    conn.execute("INSERT OR IGNORE INTO messages (digest_id, message) VALUES (?, ?)", [digest_id, message])
+    conn.execute(  # not for a digest cancelled (its reader unsubscribed) or gone meanwhile
+        "INSERT OR IGNORE INTO messages (digest_id, message) SELECT ?, ? WHERE EXISTS"
+        " (SELECT 1 FROM digests WHERE id = ? AND status IN ('queued', 'sending', 'failed', 'bounced'))",
+        [digest_id, message, digest_id],
+    )
     conn.execute("UPDATE digests SET claimed_by = NULL, claimed_at = NULL WHERE id = ? AND status = 'queued'", [digest_id])
 
 
@@ -327,8 +341,8 @@ def _insert_digest(conn: sqlite3.Connection, new: NewDigest, now: str, *, sender
            new.considered, now, now, json.dumps([entry_id for entry_id, _ in new.items]), sender, now if sender else None]
     try:
         cursor = conn.execute(_INSERT_DIGEST, row)
-    except sqlite3.IntegrityError:  # the period has a row: an "empty" or "cancelled" one gives way, a real digest does not
-        gone = "SELECT id FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled')"
+    except sqlite3.IntegrityError:  # the period has a row: an "empty", "cancelled" or "rebuild" one gives way, a real digest not
+        gone = "SELECT id FROM digests WHERE subscriber = ? AND period = ? AND status IN ('empty', 'cancelled', 'rebuild')"
         conn.execute(f"DELETE FROM messages WHERE digest_id IN ({gone})", [new.subscriber, new.period])
         if not conn.execute(f"DELETE FROM digests WHERE id IN ({gone})", [new.subscriber, new.period]).rowcount:
             return None
