@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import gc
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import feedparser
 import pytest
 from conftest import EXAMPLES, FEEDS
 
 from newsletter import ingest
 from newsletter.errors import FeedError
+from newsletter.latex import _SPACES, _latex_in_text, _squeezed, latex_to_unicode
+from newsletter.store.entries import _json_list
 
 REAL_FEEDS = sorted(
     [*EXAMPLES.glob("*.xml"), *EXAMPLES.glob("*.json"), *FEEDS.rglob("*.xml"), *FEEDS.rglob("*.json")]
@@ -62,3 +67,66 @@ def test_a_parse_leaves_no_reference_cycles_for_the_collector(path: Path) -> Non
     del parsed
     found = gc.collect()
     assert found < 5_000 if damaged else found == 0
+
+
+# --- the texts of real feeds and listings: what each shortcut is checked on ----------------------------------------
+
+JSONL_JUNE = sorted((FEEDS.parent / "papers" / "daily-arXiv-ai-enhanced" / "data").glob("2026-06-*.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def real_texts() -> list[str]:
+    """Titles, abstracts, names and comments as feedparser gives them, cleaned, and converted from LaTeX."""
+    raw: list[str] = []
+    for path in REAL_FEEDS:
+        if path.suffix != ".xml":
+            continue
+        for item in feedparser.parse(path.read_bytes(), sanitize_html=False, resolve_relative_uris=True).entries:
+            raw += [item.get("title", ""), item.get("summary", ""), item.get("arxiv_comment", "")]
+            raw += [author.get("name", "") for author in item.get("authors", [])]
+    for path in JSONL_JUNE[:3]:  # the listings bench/pipeline.py's arXiv feed is made of: LaTeX as authors write it
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            raw += [row["title"], row["summary"], *row["authors"]]
+    cleaned = [ingest.clean_text(text) for text in raw]
+    return raw + cleaned + [latex_to_unicode(text) for text in cleaned]
+
+
+@pytest.fixture(scope="module")
+def real_lists() -> list[tuple[str, ...]]:
+    """Every entry's authors and categories, from every real feed."""
+    lists: list[tuple[str, ...]] = []
+    for path in REAL_FEEDS:
+        for entry in ingest.parse(path.read_bytes(), feed_name="real").entries:
+            lists += [entry.authors, entry.categories]
+    return lists
+
+
+def test_the_real_texts_hold_what_the_shortcuts_skip(real_texts: list[str]) -> None:
+    """Each shortcut is taken and refused on real text: LaTeX, double spaces, line breaks, markup, entities."""
+    assert len(real_texts) > 20_000
+    for needle in ("\\", "{", "}", "$", "``", "  ", "\n", "<", "&"):
+        assert sum(needle in text for text in real_texts) > 20, needle
+
+
+# --- the shortcuts, each against the long way -----------------------------------------------------------------------
+
+EDGES = ["", " ", "  ", "a  b", "a   b  c", "`", "``", "a{b", "}", "\\", "$", "\\(", "x\u00a0 y", "\t", "a\n\nb", "<", "&amp;"]
+
+
+def test_latex_in_text_agrees_with_the_regex_it_replaced(real_texts: list[str]) -> None:
+    regex = re.compile(r"[\\{}]|``")
+    for text in real_texts + EDGES:
+        assert _latex_in_text(text) == (regex.search(text) is not None), text
+
+
+def test_squeezing_spaces_agrees_with_the_regex_alone(real_texts: list[str]) -> None:
+    for text in real_texts + EDGES:
+        assert _squeezed(text) == _SPACES.sub(" ", text), text
+
+
+def test_json_lists_are_json_dumps_text(real_lists: list[tuple[str, ...]]) -> None:
+    odd = [(), ('say "hi"', "back\\slash", "tab\there", "\x00\x1f\x7f", "😀", "\ud800", "Pižurica"), (1, "a"), (None,), (True, 2.5)]
+    assert sum(len(names) for names in real_lists) > 5_000
+    for items in real_lists + odd:
+        assert _json_list(items) == json.dumps(list(items), ensure_ascii=False), items
