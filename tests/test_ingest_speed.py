@@ -130,3 +130,62 @@ def test_json_lists_are_json_dumps_text(real_lists: list[tuple[str, ...]]) -> No
     assert sum(len(names) for names in real_lists) > 5_000
     for items in real_lists + odd:
         assert _json_list(items) == json.dumps(list(items), ensure_ascii=False), items
+
+
+def test_printable_agrees_with_isprintable(real_texts: list[str]) -> None:
+    long_ascii = "An abstract long enough to take the shortcut, " * 6
+    edges = [long_ascii + chr(code) + long_ascii for code in range(128)] + [long_ascii + "é", long_ascii + "\u2028", long_ascii + "\x85"]
+    for text in real_texts + EDGES + edges:
+        assert ingest._printable(text) == text.isprintable(), repr(text[:80])
+
+
+# The long ways, as they were before their shortcuts (ingest.py at c08dcc6).
+
+
+def _authors_the_long_way(raw: dict) -> tuple[str, ...]:
+    names = [ingest.clean_text(dict.get(author, "name", ""), is_html=False) for author in dict.get(raw, "authors", []) if isinstance(author, dict)]
+    names = [name for name in names if name]
+    if len(names) == 1 and "," in names[0]:
+        names = [part.strip() for part in names[0].split(",") if part.strip()]
+    return tuple(name for name in (ingest._unlatex(name) for name in names) if name)
+
+
+def _split_summary_the_long_way(summary_html: str) -> tuple[str, tuple[str, ...]]:
+    paragraphs = ingest._PARAGRAPH.findall(summary_html or "")
+    labelled = [p for p in paragraphs if ingest._LABELLED.match(p)]
+    if len(paragraphs) >= 2 and labelled:
+        plain = [p for p in paragraphs if not ingest._LABELLED.match(p)]
+        if len(plain) >= 2:
+            authors = tuple(name for name in (ingest.readable_text(n) for n in ingest.clean_text(plain[0]).split(",")) if name)
+            return ingest.clean_text(" ".join(plain[1:])), authors
+        return ingest.clean_text(" ".join(plain)), ()
+    text = ingest.clean_text(summary_html)
+    return ingest._ARXIV_PREFIX.sub("", text), ()
+
+
+@pytest.fixture(scope="module")
+def raw_entries() -> list[dict]:
+    """feedparser's entries of every real XML feed, and entries whose names each take the long way."""
+    entries = [
+        entry
+        for path in REAL_FEEDS if path.suffix == ".xml"
+        for entry in feedparser.parse(path.read_bytes(), sanitize_html=False, resolve_relative_uris=True).entries
+    ]
+    odd_names = [
+        ["Ana Ruiz", "Jan Pi\\v{z}urica"], ["$\\alpha$-Team"], ["Ana  Ruiz"], ["Ana ", " Ruiz"], ["Ana\tRuiz", "B\nC"],
+        ["A, B,  C"], ["A, Pi\\v{z}urica"], [" ", ""], [None, "Ana"], [5], ["Ana\x00Ruiz"], ["Ana\u00a0Ruiz"], [],
+    ]
+    return entries + [{"authors": [{"name": name} for name in names]} for names in odd_names] + [{"authors": ["not a dict"]}, {}]
+
+
+def test_authors_agree_with_the_long_way(raw_entries: list[dict]) -> None:
+    assert len(raw_entries) > 800
+    for raw in raw_entries:
+        assert ingest._authors(raw) == _authors_the_long_way(raw), raw.get("authors")
+
+
+def test_summaries_agree_with_the_long_way(raw_entries: list[dict], real_texts: list[str]) -> None:
+    summaries = [dict.get(raw, "summary", "") for raw in raw_entries] + real_texts + EDGES
+    summaries += ["<p>Ana, Bo</p><p>The abstract.</p><p><b>Published:</b> today</p>", "<P>Ana, Bo</P><P>An abstract.</P><P><B>Published:</B> today</P>"]
+    for summary in summaries:
+        assert ingest._split_summary(summary) == _split_summary_the_long_way(summary), summary[:80]
