@@ -14,7 +14,6 @@ from typing import Any
 from ..models import Entry
 from ._util import _dicts, _iso
 
-
 # The page cache while a batch of entries is written (KiB; SQLite's default is 2,000): room for ~20,000 arXiv entries.
 BATCH_CACHE_KIB = 64 * 1024
 
