@@ -6,11 +6,14 @@ import datetime as dt
 import sqlite3
 from pathlib import Path
 
+import pytest
 import sqlite_utils
 from conftest import NOON, fixed_clock
 
+from newsletter.errors import StoreError
 from newsletter.models import Entry
 from newsletter.store import SCHEMA_VERSION, SaveCounts, Store
+from newsletter.store.entries import BATCH_CACHE_KIB
 from newsletter.store.schema import UPGRADES
 
 
@@ -86,3 +89,20 @@ def test_a_v3_database_is_upgraded_and_keeps_its_index(tmp_path: Path) -> None:
         assert_index_matches_rows(store)
         assert store.document_frequencies(["wombats", "quokka", "revised", "stored"]) == {"wombats": 1, "quokka": 1, "revised": 1, "stored": 0}
         assert [entry.first_seen for entry in store.entries_by_id(["arxiv:2401.00001"])] == [dt.datetime.fromisoformat(NOON.isoformat())]
+
+
+def test_a_batch_gets_a_roomy_page_cache_and_the_connection_its_own_back_even_when_the_batch_fails(tmp_path: Path) -> None:
+    with open_store(tmp_path / "n.db") as store:
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        store.save_entries([paper()])
+        store.db.conn.set_trace_callback(None)
+        written = [n for n, sql in enumerate(statements) if sql.startswith("INSERT INTO entries ")]
+        roomy = statements.index(f"PRAGMA cache_size = -{BATCH_CACHE_KIB}")
+        assert roomy < written[0] < statements.index("COMMIT") < statements.index("PRAGMA cache_size = -2000")
+        assert store.db.execute("PRAGMA cache_size").fetchone()[0] == -2000  # SQLite's default, the connection's own
+        with pytest.raises(StoreError, match="NOT NULL"):
+            store.save_entries([paper(id="arxiv:2407.99999", title=None)])
+        assert store.db.execute("PRAGMA cache_size").fetchone()[0] == -2000
+        assert store.count_entries() == 1
+        assert_index_matches_rows(store)

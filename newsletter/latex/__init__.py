@@ -50,21 +50,32 @@ def latex_to_unicode(text: str) -> str:
             pieces.append(_convert_piece(text[span.inner_start : span.inner_end], math=True, raw=text[span.start : span.end]))
             start = span.end
         pieces.append(_convert_piece(text[start:], math=False))
-        return _SPACES.sub(" ", "".join(pieces))
+        return _squeezed("".join(pieces))
     except Exception:  # noqa: BLE001 - a converter bug must not cost an entry; keep the source text
         return text
 
 
 _SPACES = re.compile(r" {2,}")
-# What makes prose between formulas LaTeX: a command, a group (maybe cut by a formula: "\\textbf{$x$-Bench}"), `` quotes.
-_LATEX_IN_TEXT = re.compile(r"[\\{}]|``")
+
+
+def _squeezed(text: str) -> str:
+    """Each run of spaces one space; the substring test is a tenth of the regex's scan, and most abstracts need nothing."""
+    return _SPACES.sub(" ", text) if "  " in text else text
+
+
+def _latex_in_text(source: str) -> bool:
+    """What makes prose between formulas LaTeX: a command, a group (maybe cut by a formula: "\\textbf{$x$-Bench}"), `` quotes.
+
+    Four substring tests, not one regex: re scans a long abstract a character at a time, "in" in bulk (6x faster).
+    """
+    return "\\" in source or "{" in source or "}" in source or "``" in source
 
 
 def _convert_piece(source: str, *, math: bool, raw: str | None = None) -> str:
     """One text or math piece; on any failure the raw piece (with its delimiters) is kept."""
     if not source:
         return "" if raw is None else raw
-    if not math and not _LATEX_IN_TEXT.search(source):
+    if not math and not _latex_in_text(source):
         return source  # plain prose between two formulas
     if math and not _balanced(source):
         return raw or source  # "$\\frac{1}{$": a formula cut short reads better as written
