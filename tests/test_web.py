@@ -51,7 +51,8 @@ SECRET = "web-test-secret-0123456789-abcdef"
 SENDER = "Daily Papers <papers@example.org>"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)  # frozen for the module; the server's real clock agrees on the day
 TODAY = NOW.date()
-LATER = NOW + dt.timedelta(days=1)  # the next digest
+# The next digest: tomorrow at noon, after every reader's send_at (NOW + 1 day is before 07:00 when the tests run after midnight)
+LATER = dt.datetime.combine(TODAY + dt.timedelta(days=1), dt.time(12, 0), tzinfo=dt.UTC)
 TIMEOUT = 60  # seconds: generous, for a loaded 2-core machine
 
 READER = """
