@@ -81,7 +81,7 @@ def test_a_v3_database_is_upgraded_and_keeps_its_index(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     _v3_database(path)
     with open_store(path) as store:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert store.db.execute("SELECT count(*) FROM subscriber_cache").fetchone()[0] == 0  # v5 too
         assert store.save_entries([paper(1), paper(2, id="arxiv:2401.00001", title="Old wombats", summary="Revised in v4.")]) == SaveCounts(
             new=1, updated=1
@@ -106,3 +106,26 @@ def test_a_batch_gets_a_roomy_page_cache_and_the_connection_its_own_back_even_wh
         assert store.db.execute("PRAGMA cache_size").fetchone()[0] == -2000
         assert store.count_entries() == 1
         assert_index_matches_rows(store)
+
+
+def test_papers_sent_are_found_by_time_even_when_the_clock_was_set_back_between_ingest_and_digest(tmp_path: Path) -> None:
+    clock = [NOON]
+    with Store(tmp_path / "db.sqlite", clock=lambda: clock[0]) as store:
+        store.save_entries([paper(id="arxiv:2401.00001"), paper(id="arxiv:2401.00002")])  # first seen at noon
+        clock[0] = NOON - dt.timedelta(days=1)  # the clock set back a day before the digest went out
+        store.queue_digest(
+            subscriber="ada", period="p1", recipient="ada@example.org", subject="s", message_id="<1@x>", message=b"m",
+            items=[("arxiv:2401.00001", 1.0)], considered=2,
+        )
+        clock[0] = NOON - dt.timedelta(days=30)  # and an old digest, sent long before either paper existed in this store
+        store.queue_digest(
+            subscriber="ada", period="p0", recipient="ada@example.org", subject="s", message_id="<0@x>", message=b"m",
+            items=[("arxiv:2401.00002", 1.0)], considered=2,
+        )
+        since = NOON - dt.timedelta(hours=1)
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        assert store.sent_ids_since("ada", since=since) == {"arxiv:2401.00001"}  # never offered again
+        store.db.conn.set_trace_callback(None)
+        plan = " ".join(str(row) for row in store.db.execute(f"EXPLAIN QUERY PLAN {statements[-1]}"))
+        assert "idx_sent_items_subscriber_created_at" in plan, plan  # not a walk through all the reader was ever sent

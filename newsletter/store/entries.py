@@ -14,6 +14,7 @@ from typing import Any
 from ..models import Entry
 from ._util import _dicts, _iso
 
+SENT_CLOCK_MARGIN = dt.timedelta(days=2)  # sent_ids_since: how far a clock may have been set back and no paper is sent twice
 # The page cache while a batch of entries is written (KiB; SQLite's default is 2,000): room for ~20,000 arXiv entries.
 BATCH_CACHE_KIB = 64 * 1024
 
@@ -136,9 +137,13 @@ class Entries:
 
     def sent_ids_since(self, subscriber: str, *, since: dt.datetime) -> set[str]:
         """Which of the entries first seen since ``since`` this subscriber has already received."""
+        # A paper is sent after it is first seen, so only what was sent since then can be among them: the index on
+        # (subscriber, created_at) finds those without walking all the reader ever got. The margin covers a clock
+        # set back between the ingest and the digest: a paper once sent must never be offered again.
         cursor = self._query(
-            "SELECT s.entry_id FROM sent_items s JOIN entries e ON e.id = s.entry_id WHERE s.subscriber = ? AND e.first_seen >= ?",
-            [subscriber, _iso(since)],
+            "SELECT s.entry_id FROM sent_items s JOIN entries e ON e.id = s.entry_id"
+            " WHERE s.subscriber = ? AND s.created_at >= ? AND e.first_seen >= ?",
+            [subscriber, _iso(since - SENT_CLOCK_MARGIN), _iso(since)],
         )
         return {row[0] for row in cursor}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def create_v1(db: sqlite_utils.Database) -> None:
@@ -106,7 +106,16 @@ def upgrade_to_v6(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE digests DROP COLUMN message")
 
 
+def upgrade_to_v7(db: sqlite_utils.Database) -> None:
+    """What each reader was sent, by time: a digest needs only the papers sent in the last ``lookback_days``.
+
+    Without it, finding them walked everything the reader was ever sent and looked each paper up
+    (a year of daily digests: 3,650 rows, 4.5 ms per reader per day; Entries.sent_ids_since).
+    """
+    db["sent_items"].create_index(["subscriber", "created_at"], if_not_exists=True)
+
+
 UPGRADES: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    create_v1, upgrade_to_v2, upgrade_to_v3, upgrade_to_v4, upgrade_to_v5, upgrade_to_v6,
+    create_v1, upgrade_to_v2, upgrade_to_v3, upgrade_to_v4, upgrade_to_v5, upgrade_to_v6, upgrade_to_v7,
 )
 assert len(UPGRADES) == SCHEMA_VERSION, "one upgrade per schema version"
