@@ -92,6 +92,7 @@ class BatchJob:
     open_store: Callable[[], Store]  # each process opens its own connection
     sending: Sending
     warm: Callable[[], None] = lambda: None  # builds what workers share (pool, templates) before they fork
+    start_batch: Callable[[Store, Sequence[Subscriber]], None] = lambda store, readers: None  # reads what a batch needs at once
 
 
 class Sender:
@@ -164,6 +165,7 @@ class _LazyTransport:
 def run_batch(job: BatchJob, sender: Sender, readers: Sequence[Subscriber], *, stop: StopFlag | None) -> Iterator[DigestOutcome]:
     """Prepare each reader's digest, queue the batch in one transaction, then send it."""
     ready: list[Prepared] = []
+    job.start_batch(sender.store, readers)
     for reader in readers:
         if stop is not None and stop.is_set():
             break  # not prepared, nothing recorded: the next run builds it

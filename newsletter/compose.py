@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from .clock import period_of, utc_now
@@ -96,13 +97,29 @@ class DocumentFrequencies(Mapping[str, int]):
         return len(self._counts)
 
 
+@dataclass(frozen=True)
+class ReaderHistory:
+    """What the store holds of a reader that ranking needs, read for a whole batch of readers at once."""
+
+    sent: set[str]  # the papers of the lookback period already sent to them
+    feedback: dict[str, str]  # "more like this" / "not for me" clicks from earlier emails
+
+
+def reader_histories(config: Config, store: Store, readers: Sequence[str], *, now: dt.datetime) -> dict[str, ReaderHistory]:
+    """Each reader's history in two queries: a batch's readers do not pay a query each."""
+    sent = store.sent_ids_since_each(readers, since=now - dt.timedelta(days=config.lookback_days))
+    feedback = store.feedback_of_each(readers)
+    return {reader: ReaderHistory(sent.get(reader, set()), feedback.get(reader, {})) for reader in readers}
+
+
 def build_digest(
     config: Config, store: Store, subscriber: Subscriber, *, now: dt.datetime, pool: Pool | None = None,
-    limit: int | None = None, include_below_threshold: bool = False,
+    limit: int | None = None, include_below_threshold: bool = False, history: ReaderHistory | None = None,
 ) -> Digest:
+    """``history``: the reader's, read with their batch's (reader_histories at ``now``); else read here."""
     pool = pool if pool is not None else candidate_pool(config, store, now=now)
-    already_sent = store.sent_ids_since(subscriber.id, since=now - dt.timedelta(days=config.lookback_days))
-    feedback = store.feedback_of(subscriber.id)  # "more like this" / "not for me" clicks from earlier emails
+    history = history or reader_histories(config, store, [subscriber.id], now=now)[subscriber.id]
+    already_sent, feedback = history.sent, history.feedback
     liked = [*subscriber.liked, *(entry_id for entry_id, kind in feedback.items() if kind == MORE)]
     disliked = [entry_id for entry_id, kind in feedback.items() if kind == LESS]
     items = rank(

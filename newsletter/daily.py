@@ -32,6 +32,7 @@ from .compose import (
     Progress,
     branding_of,
     build_digest,
+    ReaderHistory,
     candidate_pool,
     defaults_of,
     envelope_for,
@@ -39,6 +40,7 @@ from .compose import (
     links_for,
     make_transport,
     open_store,
+    reader_histories,
     subscribers_of,
 )
 from .config import Config
@@ -265,6 +267,11 @@ def _digest_job(
 
     renderer = functools.cache(lambda: Renderer(config.templates))
 
+    batch = _BatchRead()
+
+    def start_batch(store: Store, readers: Sequence[Subscriber]) -> None:
+        batch.read(config, store, [reader for reader in readers if reader.id not in unsubscribed], now=clock())
+
     def prepare(store: Store, reader: Subscriber) -> Prepared:
         frequencies.store = store  # this process's connection (a forked worker has its own)
         if reader.id in unsubscribed:
@@ -273,7 +280,7 @@ def _digest_job(
             return Prepared(DigestOutcome(reader.id, "unsubscribed", detail=detail))
         return _prepare_digest(
             config, store, reader, request=request, renderer=renderer, now=clock(), pool=lambda: pool_with(store), signer=signer,
-            overdue=rebuilds.get(reader.id),
+            overdue=rebuilds.get(reader.id), batch=batch,
         )
 
     def warm() -> None:
@@ -283,12 +290,41 @@ def _digest_job(
         frequencies.store = None
         renderer()
 
-    return BatchJob(prepare=prepare, open_store=lambda: _outbox_store(config, clock=clock), sending=_sending(config, clock=clock), warm=warm)
+    return BatchJob(
+        prepare=prepare, open_store=lambda: _outbox_store(config, clock=clock), sending=_sending(config, clock=clock), warm=warm,
+        start_batch=start_batch,
+    )
+
+
+class _BatchRead:
+    """What the store holds of a batch's readers, read in a few queries: their current period's digest status and history.
+
+    Per reader these were five queries (85 us of a digest's ~2.5 ms at 10,000 readers).
+    """
+
+    def __init__(self) -> None:
+        self.periods: dict[str, str] = {}
+        self.statuses: dict[str, str] = {}
+        self.histories: dict[str, ReaderHistory] = {}
+
+    def read(self, config: Config, store: Store, readers: Sequence[Subscriber], *, now: dt.datetime) -> None:
+        self.periods = {reader.id: period_of(now=now, timezone=reader.timezone, frequency=reader.frequency) for reader in readers}
+        self.statuses = store.digest_statuses(self.periods) if readers else {}
+        self.histories = reader_histories(config, store, list(self.periods), now=now) if readers else {}
+
+    def status(self, store: Store, reader: str, period: str) -> str | None:
+        if self.periods.get(reader) == period:
+            return self.statuses.get(reader)
+        return store.digest_status(reader, period)  # not in this batch, or its period turned meanwhile
+
+    def history(self, reader: str) -> ReaderHistory | None:
+        """Read at the batch's start, moments before: its earlier ``since`` can only add papers sent, never drop one."""
+        return self.histories.get(reader)
 
 
 def _prepare_digest(
     config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Callable[[], Renderer],
-    now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None, overdue: str | None = None,
+    now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None, overdue: str | None = None, batch: _BatchRead | None = None,
 ) -> Prepared:
     """This reader's digest for the current period, rendered into a message when due (not yet stored).
 
@@ -298,14 +334,14 @@ def _prepare_digest(
         period = overdue
     else:
         period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
-        earlier = store.digest_status(subscriber.id, period)
+        earlier = batch.status(store, subscriber.id, period) if batch else store.digest_status(subscriber.id, period)
         if earlier not in (None, "empty", "cancelled", "rebuild"):  # an empty period may still get papers that arrived later
             status, detail = _EARLIER[earlier]
             return Prepared(DigestOutcome(subscriber.id, status, period, detail=detail))
         if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
             return Prepared(DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}"))
     try:
-        digest = build_digest(config, store, subscriber, now=now, pool=pool())
+        digest = build_digest(config, store, subscriber, now=now, pool=pool(), history=batch.history(subscriber.id) if batch else None)
         if not digest.items and subscriber.quiet_days == "skip":
             if not request.dry_run:
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)

@@ -25,7 +25,10 @@ from conftest import (
     fixed_clock,
 )
 
-from newsletter import pipeline
+from newsletter import batch, compose, pipeline
+from newsletter.deliver import MaildirTransport
+from newsletter.models import DigestOutcome, Subscriber
+from newsletter.outbox import DeliveryPolicy
 from newsletter.store import Store
 
 
@@ -258,3 +261,47 @@ def test_a_run_freezes_what_each_batch_built_and_gives_it_back_at_the_end(deploy
     # The first batch ran unfrozen; the second after the first freeze; the third after what the second built joined it.
     assert frozen_at[0] == 0 < frozen_at[1] < frozen_at[2]
     assert gc.get_freeze_count() == 0
+
+
+def test_a_batch_reads_its_readers_history_in_a_few_queries_and_ranks_as_one_by_one(deployment: Deployment) -> None:
+    """reader_histories (what run_batch reads for a whole batch) gives each reader what build_digest read per reader:
+    the same papers already sent and the same clicks, in one query each, and so the same digest."""
+    deployment.add_feed("cs-ai", EXAMPLES / "arxiv-cs.AI.atom.xml")
+    deployment.add_subscriber("ada", SUBSCRIBER_ADA)
+    deployment.add_subscriber("grace", SUBSCRIBER_GRACE)
+    config = deployment.config()
+    pipeline.ingest_feeds(config, clock=fixed_clock(NOON))
+    pipeline.run_digests(config, pipeline.DigestRequest(ignore_time=True), clock=fixed_clock(NOON))  # papers sent to both
+    later = NOON + dt.timedelta(days=1)
+    readers = {subscriber.id: subscriber for subscriber in pipeline.subscribers_of(config).subscribers}
+    with Store(config.database, clock=fixed_clock(later)) as store:
+        store.record_feedback("ada", next(iter(store.sent_ids_since("ada", since=NOON - dt.timedelta(days=30)))), kind="less")
+        statements: list[str] = []
+        store.db.conn.set_trace_callback(statements.append)
+        histories = compose.reader_histories(config, store, ["ada", "grace", "nobody"], now=later)
+        store.db.conn.set_trace_callback(None)
+        assert len(statements) == 2  # not a query per reader
+        since = later - dt.timedelta(days=config.lookback_days)
+        for name in ("ada", "grace"):
+            assert histories[name].sent == store.sent_ids_since(name, since=since) and histories[name].sent
+            assert histories[name].feedback == store.feedback_of(name)
+            one_by_one = compose.build_digest(config, store, readers[name], now=later)
+            batched = compose.build_digest(config, store, readers[name], now=later, history=histories[name])
+            assert [item.entry.id for item in batched.items] == [item.entry.id for item in one_by_one.items]
+        assert histories["ada"].feedback and not histories["grace"].feedback
+        assert histories["nobody"] == compose.ReaderHistory(set(), {})
+
+
+def test_run_batch_reads_the_batch_first_then_prepares_each_reader(tmp_path: Path) -> None:
+    calls: list[tuple[str, list[str]]] = []
+    readers = [Subscriber(name, f"{name}@example.org", name, "UTC", dt.time(7)) for name in ("ada", "grace")]
+    job = batch.BatchJob(
+        prepare=lambda store, reader: calls.append(("prepare", [reader.id])) or batch.Prepared(DigestOutcome(reader.id, "empty")),
+        open_store=lambda: Store(tmp_path / "db.sqlite", clock=fixed_clock(NOON)),
+        sending=batch.Sending(make_transport=lambda: MaildirTransport(tmp_path / "box"), policy=DeliveryPolicy(sender="p@example.org"), clock=fixed_clock(NOON)),
+        start_batch=lambda store, batch_readers: calls.append(("start", [reader.id for reader in batch_readers])),
+    )
+    with job.open_store() as store:
+        outcomes = list(batch.run_batch(job, batch.Sender(job.sending, store), readers, stop=None))
+    assert [outcome.status for outcome in outcomes] == ["empty", "empty"]
+    assert calls == [("start", ["ada", "grace"]), ("prepare", ["ada"]), ("prepare", ["grace"])]

@@ -137,15 +137,22 @@ class Entries:
 
     def sent_ids_since(self, subscriber: str, *, since: dt.datetime) -> set[str]:
         """Which of the entries first seen since ``since`` this subscriber has already received."""
+        return self.sent_ids_since_each([subscriber], since=since).get(subscriber, set())
+
+    def sent_ids_since_each(self, subscribers: Sequence[str], *, since: dt.datetime) -> dict[str, set[str]]:
+        """sent_ids_since for many readers in one query (a batch's); readers sent none of them are left out."""
         # A paper is sent after it is first seen, so only what was sent since then can be among them: the index on
         # (subscriber, created_at) finds those without walking all the reader ever got. The margin covers a clock
         # set back between the ingest and the digest: a paper once sent must never be offered again.
         cursor = self._query(
-            "SELECT s.entry_id FROM sent_items s JOIN entries e ON e.id = s.entry_id"
-            " WHERE s.subscriber = ? AND s.created_at >= ? AND e.first_seen >= ?",
-            [subscriber, _iso(since - SENT_CLOCK_MARGIN), _iso(since)],
+            "SELECT s.subscriber, s.entry_id FROM sent_items s JOIN entries e ON e.id = s.entry_id"
+            f" WHERE s.subscriber IN ({', '.join('?' * len(subscribers))}) AND s.created_at >= ? AND e.first_seen >= ?",
+            [*subscribers, _iso(since - SENT_CLOCK_MARGIN), _iso(since)],
         )
-        return {row[0] for row in cursor}
+        found: dict[str, set[str]] = {}
+        for subscriber, entry_id in cursor:
+            found.setdefault(subscriber, set()).add(entry_id)
+        return found
 
     def entries_by_id(self, ids: Iterable[str]) -> list[Entry]:
         wanted = list(ids)

@@ -68,6 +68,15 @@ class Digests:
         row = self._query("SELECT status FROM digests WHERE subscriber = ? AND period = ?", [subscriber, period]).fetchone()
         return row[0] if row else None
 
+    def digest_statuses(self, periods: dict[str, str]) -> dict[str, str]:
+        """digest_status for many readers (reader -> period) in one query (a batch's); readers without a row are left out."""
+        rows = self._query(
+            f"SELECT subscriber, period, status FROM digests WHERE subscriber IN ({', '.join('?' * len(periods))})"
+            f" AND period IN ({', '.join('?' * len(set(periods.values())))})",
+            [*periods, *set(periods.values())],
+        )
+        return {subscriber: status for subscriber, period, status in rows if periods[subscriber] == period}
+
     def queue_digest(
         self, *, subscriber: str, period: str, recipient: str, subject: str, message_id: str, message: bytes,
         items: list[tuple[str, float]], considered: int,

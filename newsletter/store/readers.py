@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from ._util import _dicts
 
@@ -46,8 +47,19 @@ class ReaderActions:
 
     def feedback_of(self, subscriber: str) -> dict[str, str]:
         """entry id -> "more" | "less", oldest first."""
-        rows = self._query("SELECT entry_id, kind FROM feedback WHERE subscriber = ? ORDER BY at, entry_id", [subscriber])
-        return {entry_id: kind for entry_id, kind in rows}
+        return self.feedback_of_each([subscriber]).get(subscriber, {})
+
+    def feedback_of_each(self, subscribers: Sequence[str]) -> dict[str, dict[str, str]]:
+        """feedback_of for many readers in one query (a batch's); readers without feedback are left out."""
+        found: dict[str, dict[str, str]] = {}
+        rows = self._query(
+            f"SELECT subscriber, entry_id, kind FROM feedback WHERE subscriber IN ({', '.join('?' * len(subscribers))})"
+            " ORDER BY subscriber, at, entry_id",
+            list(subscribers),
+        )
+        for subscriber, entry_id, kind in rows:
+            found.setdefault(subscriber, {})[entry_id] = kind
+        return found
 
     # --- subscriber files as last read (subscribers.ParsedCache) ------------------
 
