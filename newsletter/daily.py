@@ -324,7 +324,7 @@ class _BatchRead:
 
 def _prepare_digest(
     config: Config, store: Store, subscriber: Subscriber, *, request: DigestRequest, renderer: Callable[[], Renderer],
-    now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None, overdue: str | None = None, batch: _BatchRead | None = None,
+    now: dt.datetime, pool: Callable[[], Pool], signer: LinkSigner | None, batch: _BatchRead, overdue: str | None = None,
 ) -> Prepared:
     """This reader's digest for the current period, rendered into a message when due (not yet stored).
 
@@ -334,14 +334,14 @@ def _prepare_digest(
         period = overdue
     else:
         period = period_of(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency)
-        earlier = batch.status(store, subscriber.id, period) if batch else store.digest_status(subscriber.id, period)
+        earlier = batch.status(store, subscriber.id, period)
         if earlier not in (None, "empty", "cancelled", "rebuild"):  # an empty period may still get papers that arrived later
             status, detail = _EARLIER[earlier]
             return Prepared(DigestOutcome(subscriber.id, status, period, detail=detail))
         if not request.ignore_time and not is_due(now=now, timezone=subscriber.timezone, frequency=subscriber.frequency, send_at=subscriber.send_at):
             return Prepared(DigestOutcome(subscriber.id, "not-due", period, detail=f"due at {subscriber.send_at:%H:%M} {subscriber.timezone}"))
     try:
-        digest = build_digest(config, store, subscriber, now=now, pool=pool(), history=batch.history(subscriber.id) if batch else None)
+        digest = build_digest(config, store, subscriber, now=now, pool=pool(), history=batch.history(subscriber.id))
         if not digest.items and subscriber.quiet_days == "skip":
             if not request.dry_run:
                 store.record_empty(subscriber=subscriber.id, period=period, considered=digest.considered)

@@ -103,8 +103,7 @@ def deliver_outbox(
             limiter.wait()  # ends early when stop is set: checked right after, so a stop during the pause sends nothing more
             if stop is not None and stop.is_set():
                 yield from last.record()
-                yield from _left_queued(store, pending[position:], built, messages, "stopped before sending; the next run sends it")
-                held.clear()
+                yield from _left_queued(pending[position:], built, "stopped before sending; the next run sends it")
                 return
             claim = store.claim_digest(queued, owner=owner_id(), after=last.attempt())
             previous = last.committed()
@@ -122,15 +121,12 @@ def deliver_outbox(
             if outcome.status != "sent":
                 yield _merged(outcome, built.get(queued.id))
                 if server_down:
-                    yield from _left_queued(
-                        store, pending[position + 1 :], built, messages, "not tried: the server is unavailable; the next run retries",
-                    )
-                    held.clear()
+                    yield from _left_queued(pending[position + 1 :], built, "not tried: the server is unavailable; the next run retries")
                     return
         yield from last.record()
     finally:
         last.record_quietly()  # the consumer stopped early, or an error is on its way: still never forget a sent message
-        if held:  # a bug, an interrupt, or rows not due by this clock: their bytes outlive this process
+        if held:  # not tried (a stop, a server down), a bug, an interrupt, rows not due by this clock: kept for a later run
             with contextlib.suppress(StoreError):
                 store.keep_messages(held)
 
@@ -224,13 +220,8 @@ def _merged(outcome: DigestOutcome, built: DigestOutcome | None) -> DigestOutcom
 _GIVEN_BACK = "its run ended before sending it, and its message went with it: built again by this or the next digest run"
 
 
-def _left_queued(
-    store: Store, rest: list[QueuedDigest], built: dict[int, DigestOutcome], messages: dict[int, bytes] | None, why: str,
-) -> Iterator[DigestOutcome]:
-    """The digests not tried now: those whose bytes only this process holds are stored first, for the next run."""
-    held = {queued.id: (messages or {})[queued.id] for queued in rest if not queued.kept and queued.id in (messages or {})}
-    if held:
-        store.keep_messages(held)
+def _left_queued(rest: list[QueuedDigest], built: dict[int, DigestOutcome], why: str) -> Iterator[DigestOutcome]:
+    """The digests not tried now (deliver_outbox stores the bytes it holds of them as it ends)."""
     for queued in rest:
         if queued.id in built:
             yield replace(built[queued.id], status="queued", detail=why)
