@@ -181,8 +181,9 @@ class _Outcomes:
         """One outcome; ``counted=False`` for the digests of earlier runs sent first, which the readers' turn then skips."""
         if not counted:
             self._sent_first.add(outcome.subscriber)
-        # "this period's digest was sent" after the digest itself was reported a moment ago says nothing new
-        repeated = counted and outcome.subscriber in self._sent_first and outcome.status in _EARLIER_STATUSES
+        # "this period's digest was sent" after the digest itself was reported a moment ago says nothing new (but a
+        # digest given back and built again that a stop then leaves queued does)
+        repeated = counted and outcome.subscriber in self._sent_first and (outcome.status, outcome.detail) in _EARLIER_LINES
         if not repeated:
             self.outcomes.append(outcome)
             if self._on_digest:
@@ -368,4 +369,4 @@ _EARLIER = {
     "failed": ("gave-up", "this period's digest could not be delivered; see `newsletter status`, then `newsletter retry`"),
     "bounced": ("bounced", "the server refused this reader's address; see `newsletter status`"),
 }
-_EARLIER_STATUSES = {status for status, _ in _EARLIER.values()}
+_EARLIER_LINES = set(_EARLIER.values())

@@ -24,11 +24,12 @@ from conftest import (
     fixed_clock,
 )
 
-from newsletter import pipeline
+from newsletter import daily, pipeline
 from newsletter.clock import period_of
 from newsletter.deliver import MaildirTransport
 from newsletter.config import Config
 from newsletter.errors import DeliveryError, ServerUnavailable
+from newsletter.models import DigestOutcome
 from newsletter.outbox import CLAIM_LEASE, DeliveryPolicy, RateLimiter, deliver_outbox
 from newsletter.store import NewDigest, Store
 from newsletter.store.schema import UPGRADES
@@ -543,3 +544,14 @@ def test_a_bug_mid_batch_stores_the_bytes_it_held_so_any_later_run_sends_them_un
     later = NOON + CLAIM_LEASE + dt.timedelta(minutes=1)  # this process lives on: its claim counts as abandoned after the lease
     pipeline.run_digests(config, BOTH, clock=fixed_clock(later), transport=Watching(config.maildir, config.database))
     assert _message_ids(config.maildir) == sorted(row[3] for row in rows.values())
+
+
+
+def test_a_rebuilt_digest_left_queued_by_a_stop_is_reported_after_the_give_back_line() -> None:
+    outcomes = daily._Outcomes(None, None, total=1)
+    outcomes(DigestOutcome("ada", "queued", "2026-11-26", detail="its bytes died with its process; built again"), counted=False)
+    outcomes(DigestOutcome("ada", "queued", "2026-11-26", detail="stopped before sending; the next run sends it"))
+    outcomes(DigestOutcome("grace", "sent", "2026-11-26"), counted=False)
+    outcomes(DigestOutcome("grace", "already-sent", "2026-11-26", detail="this period's digest was sent"))  # says nothing new
+    assert [(o.subscriber, o.detail.split(";")[0]) for o in outcomes.outcomes] == [
+        ("ada", "its bytes died with its process"), ("ada", "stopped before sending"), ("grace", "")]
