@@ -41,6 +41,9 @@ from .store import NewDigest, Store
 
 Clock = Callable[[], dt.datetime]
 BATCH_SIZE = 100  # readers per batch: one commit queues them; small enough that a batch's messages stay a few MB
+# What the reader stream gives: a Subscriber, or a cheaper stand-in that BatchJob.load turns into one in the process that
+# prepares it (a worker), so the process handing batches out does not do that work for every reader.
+ReaderItem = Any
 
 
 class SharedStop:
@@ -93,6 +96,7 @@ class BatchJob:
     sending: Sending
     warm: Callable[[], None] = lambda: None  # builds what workers share (pool, templates) before they fork
     start_batch: Callable[[Store, Sequence[Subscriber]], None] = lambda store, readers: None  # reads what a batch needs at once
+    load: Callable[[ReaderItem], Subscriber] = lambda reader: reader  # see ReaderItem
 
 
 class Sender:
@@ -162,8 +166,9 @@ class _LazyTransport:
             self._transport = None
 
 
-def run_batch(job: BatchJob, sender: Sender, readers: Sequence[Subscriber], *, stop: StopFlag | None) -> Iterator[DigestOutcome]:
+def run_batch(job: BatchJob, sender: Sender, items: Sequence[ReaderItem], *, stop: StopFlag | None) -> Iterator[DigestOutcome]:
     """Prepare each reader's digest, queue the batch in one transaction, then send it."""
+    readers = [job.load(item) for item in items]
     ready: list[Prepared] = []
     job.start_batch(sender.store, readers)
     for reader in readers:
@@ -189,7 +194,7 @@ def run_batch(job: BatchJob, sender: Sender, readers: Sequence[Subscriber], *, s
 
 
 def run_batches(
-    job: BatchJob, readers: Iterable[Subscriber], *, sender: Sender, stop: StopFlag | None,
+    job: BatchJob, readers: Iterable[ReaderItem], *, sender: Sender, stop: StopFlag | None,
     report: Callable[[DigestOutcome], None], size: int = BATCH_SIZE,
 ) -> None:
     """Every reader, batch by batch, in this process (``sender`` carries the transport across batches).
@@ -215,7 +220,7 @@ def run_batches(
 
 
 def run_batches_in_workers(
-    job: BatchJob, readers: Iterable[Subscriber], *, workers: int, stop: threading.Event | SharedStop | None,
+    job: BatchJob, readers: Iterable[ReaderItem], *, workers: int, stop: threading.Event | SharedStop | None,
     report: Callable[[DigestOutcome], None], size: int = BATCH_SIZE,
 ) -> list[str]:
     """The same on ``workers`` forked processes; outcomes come back here (reported as they arrive).
@@ -265,14 +270,14 @@ def run_batches_in_workers(
 
 
 def _feed_and_collect(
-    batches: Iterator[list[Subscriber]], workers: dict[Connection, BaseProcess], *, halt: SharedStop,
+    batches: Iterator[list[ReaderItem]], workers: dict[Connection, BaseProcess], *, halt: SharedStop,
     stop: threading.Event | SharedStop | None, report: Callable[[DigestOutcome], None],
 ) -> tuple[list[str], list[str]]:
     """Hand a batch to each worker that asks for one, report outcomes, until every worker has ended.
 
     Returns the workers' failures (bugs) and a line for each worker lost (killed).
     """
-    pending: list[Subscriber] | None = next(batches, None)
+    pending: list[ReaderItem] | None = next(batches, None)
     live = dict(workers)
     failures: list[str] = []
     lost: list[str] = []
@@ -297,7 +302,7 @@ def _feed_and_collect(
     return failures, lost
 
 
-def _hand(channel: Connection, batch: list[Subscriber] | None) -> bool:
+def _hand(channel: Connection, batch: list[ReaderItem] | None) -> bool:
     """Send a worker its next batch; False if it died since it asked (the batch goes to the next one that asks)."""
     try:
         channel.send(batch)
@@ -359,16 +364,16 @@ def _worker(job: BatchJob, pipes: list[tuple[Connection, Connection]], number: i
         channel.send(("failed", f"digest worker {multiprocessing.current_process().name}: {exc!r}\n{traceback.format_exc()}"))
 
 
-def _next_batch(channel: Connection, halt: SharedStop) -> list[Subscriber] | None:
+def _next_batch(channel: Connection, halt: SharedStop) -> list[ReaderItem] | None:
     """The batch the parent hands over; None when there are no more, or on a halt (which ends the wait too)."""
     while not channel.poll(0.2):
         if halt.is_set():
             return None
-    batch: list[Subscriber] | None = channel.recv()
+    batch: list[ReaderItem] | None = channel.recv()
     return batch
 
 
-def _batched(readers: Iterable[Subscriber], size: int) -> Iterator[list[Subscriber]]:
+def _batched(readers: Iterable[ReaderItem], size: int) -> Iterator[list[ReaderItem]]:
     iterator = iter(readers)
     while batch := list(itertools.islice(iterator, size)):
         yield batch

@@ -61,7 +61,9 @@ from .pool import Pool
 from .render import Renderer
 from .store import NewDigest, Store
 from .subscribers import (
-    iter_subscribers,
+    Remembered,
+    iter_readers,
+    loaded,
     subscriber_files,
 )
 
@@ -197,7 +199,7 @@ class _Outcomes:
             self._progress("digests", self._total, self._total)
 
 
-def _readers(config: Config, wanted: Sequence[str], problems: list[str], *, clock: Clock) -> tuple[Iterator[Subscriber], int]:
+def _readers(config: Config, wanted: Sequence[str], problems: list[str], *, clock: Clock) -> tuple[Iterator[Subscriber | Remembered], int]:
     """The readers this run is for, read from their files as the batches need them; and how many files that is."""
     if not wanted:
         files = subscriber_files(config.subscribers)
@@ -213,12 +215,13 @@ def _readers(config: Config, wanted: Sequence[str], problems: list[str], *, cloc
     return iter(chosen), len(chosen)
 
 
-def _every_reader(config: Config, files: list[Path], problems: list[str], *, clock: Clock) -> Iterator[Subscriber]:
-    """Every reader in file order; unchanged files come from what the store remembers of them (not parsed again)."""
+def _every_reader(config: Config, files: list[Path], problems: list[str], *, clock: Clock) -> Iterator[Subscriber | Remembered]:
+    """Every reader in file order; unchanged files come from what the store remembers of them (not parsed again), as
+    Remembered: made Subscribers by BatchJob.load where the batch is prepared (in a worker, with --workers)."""
     with open_store(config, clock=clock) as store:
         remembered = _RememberedFiles(store)
         try:
-            yield from iter_subscribers(config.subscribers, defaults=defaults_of(config), on_problem=problems.append, files=files, cache=remembered)
+            yield from iter_readers(config.subscribers, defaults=defaults_of(config), on_problem=problems.append, files=files, cache=remembered)
         finally:
             remembered.flush()
         store.forget_subscribers_except([path.stem for path in files])  # only after reading every file
@@ -231,8 +234,8 @@ class _RememberedFiles:
         self.store = store
         self._new: list[tuple[str, str, str]] = []
 
-    def cached_subscriber(self, subscriber_id: str, stamp: str) -> str | None:
-        return self.store.cached_subscriber(subscriber_id, stamp)
+    def cached_subscribers(self, stamps: dict[str, str]) -> dict[str, str]:
+        return self.store.cached_subscribers(stamps)
 
     def remember_subscriber(self, subscriber_id: str, stamp: str, checked: str) -> None:
         self._new.append((subscriber_id, stamp, checked))
@@ -293,7 +296,7 @@ def _digest_job(
 
     return BatchJob(
         prepare=prepare, open_store=lambda: _outbox_store(config, clock=clock), sending=_sending(config, clock=clock), warm=warm,
-        start_batch=start_batch,
+        start_batch=start_batch, load=loaded,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import itertools
 import json
 import re
 import tomllib
@@ -66,13 +67,31 @@ class ParsedCache(Protocol):
     files reads each one's stamp and its checked form, instead of parsing and validating the TOML again.
     """
 
-    def cached_subscriber(self, subscriber_id: str, stamp: str) -> str | None: ...
+    def cached_subscribers(self, stamps: dict[str, str]) -> dict[str, str]:
+        """subscriber id -> its checked form, for the files (id -> stamp) remembered with that same stamp."""
+        ...
 
     def remember_subscriber(self, subscriber_id: str, stamp: str, checked: str) -> None: ...
 
 
 # Bump when a check or the Subscriber fields change: every remembered file is then read afresh.
 _CACHE_FORMAT = f"{__version__}/1"
+_CHUNK = 100  # files whose remembered forms are asked for in one query
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A file unchanged since it was last read and checked: its address, and its checked form not yet turned into a
+    Subscriber (``load``), so that work happens where the digest is built (a digest worker), not in the process that
+    hands the readers out."""
+
+    id: str
+    email: str
+    path: str
+    checked: str
+
+    def load(self) -> Subscriber:
+        return _from_checked(self.checked, subscriber_id=self.id, path=Path(self.path))
 
 
 def iter_subscribers(
@@ -85,38 +104,66 @@ def iter_subscribers(
     line. With a ``cache``, a file whose size, modification time and defaults are as when it was last
     read is not parsed again; bad files are never remembered, so their problem is always reported.
     """
+    for reader in iter_readers(directory, defaults=defaults, on_problem=on_problem, files=files, cache=cache):
+        yield loaded(reader)
+
+
+def loaded(reader: Subscriber | Remembered) -> Subscriber:
+    return reader.load() if isinstance(reader, Remembered) else reader
+
+
+def iter_readers(
+    directory: Path, *, defaults: Defaults = Defaults(), on_problem: Callable[[str], None], files: Iterable[Path] | None = None,
+    cache: ParsedCache | None = None,
+) -> Iterator[Subscriber | Remembered]:
+    """iter_subscribers, but a file the cache remembers unchanged comes as Remembered (``loaded`` makes it a Subscriber)."""
     if not directory.is_dir():
         on_problem(f"{_shown(directory)}: subscribers directory not found")
         return
     emails: dict[str, str] = {}
     setting = repr(defaults)
-    for path in subscriber_files(directory) if files is None else files:
+    paths = iter(subscriber_files(directory) if files is None else files)
+    while chunk := list(itertools.islice(paths, _CHUNK)):
+        for path, reader in _read_chunk(chunk, defaults=defaults, setting=setting, cache=cache):
+            if isinstance(reader, SubscriberError):
+                on_problem(str(reader))
+                continue
+            first = emails.setdefault(reader.email.lower(), reader.id)
+            if first != reader.id:
+                on_problem(f"{_shown(path)}: email {reader.email} is already used by subscribers/{first}.toml")
+                continue
+            yield reader
+
+
+def _read_chunk(
+    paths: list[Path], *, defaults: Defaults, setting: str, cache: ParsedCache | None,
+) -> Iterator[tuple[Path, Subscriber | Remembered | SubscriberError]]:
+    """Each file's reader (or its problem), in order; the remembered forms of the chunk's unchanged files in one ask."""
+    stamps: dict[str, str] = {}
+    if cache is not None:
+        for path in paths:
+            try:
+                status = path.stat()
+            except OSError:
+                continue  # load_subscriber_file says why it cannot be read
+            stamps[path.stem] = f"{_CACHE_FORMAT} {status.st_mtime_ns} {status.st_size} {setting}"
+    remembered = cache.cached_subscribers(stamps) if cache is not None and stamps else {}
+    for path in paths:
+        checked = remembered.get(path.stem)
+        if checked is not None:
+            yield path, Remembered(path.stem, _EMAIL.raw_decode(checked, 1)[0], str(path), checked)  # the form starts ["email", ...
+            continue
         try:
-            subscriber = _load(path, defaults=defaults, setting=setting, cache=cache)
+            subscriber = load_subscriber_file(path, defaults=defaults)
         except SubscriberError as exc:
-            on_problem(str(exc))
+            yield path, exc
             continue
-        first = emails.setdefault(subscriber.email.lower(), subscriber.id)
-        if first != subscriber.id:
-            on_problem(f"{_shown(path)}: email {subscriber.email} is already used by subscribers/{first}.toml")
-            continue
-        yield subscriber
+        if cache is not None and path.stem in stamps:
+            cache.remember_subscriber(path.stem, stamps[path.stem], _to_checked(subscriber))
+        yield path, subscriber
 
 
-def _load(path: Path, *, defaults: Defaults, setting: str, cache: ParsedCache | None) -> Subscriber:
-    if cache is None:
-        return load_subscriber_file(path, defaults=defaults)
-    try:
-        status = path.stat()
-    except OSError:
-        return load_subscriber_file(path, defaults=defaults)  # says why it cannot be read
-    stamp = f"{_CACHE_FORMAT} {status.st_mtime_ns} {status.st_size} {setting}"
-    checked = cache.cached_subscriber(path.stem, stamp)
-    if checked is not None:
-        return _from_checked(checked, subscriber_id=path.stem, path=path)
-    subscriber = load_subscriber_file(path, defaults=defaults)
-    cache.remember_subscriber(path.stem, stamp, _to_checked(subscriber))
-    return subscriber
+_EMAIL = json.JSONDecoder()
 
 
 def _to_checked(subscriber: Subscriber) -> str:

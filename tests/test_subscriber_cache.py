@@ -9,7 +9,7 @@ from conftest import NOON, SUBSCRIBER_ADA, SUBSCRIBER_GRACE, Deployment, fixed_c
 
 from newsletter import pipeline
 from newsletter.store import Store
-from newsletter.subscribers import Defaults, iter_subscribers, load_subscriber_file
+from newsletter.subscribers import Defaults, Remembered, iter_readers, iter_subscribers, load_subscriber_file, loaded
 
 
 class DictCache:
@@ -18,13 +18,13 @@ class DictCache:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[str, str]] = {}
         self.hits = 0
+        self.asked: list[int] = []  # files per ask
 
-    def cached_subscriber(self, subscriber_id: str, stamp: str) -> str | None:
-        row = self.rows.get(subscriber_id)
-        if row and row[0] == stamp:
-            self.hits += 1
-            return row[1]
-        return None
+    def cached_subscribers(self, stamps: dict[str, str]) -> dict[str, str]:
+        self.asked.append(len(stamps))
+        found = {sid: self.rows[sid][1] for sid, stamp in stamps.items() if sid in self.rows and self.rows[sid][0] == stamp}
+        self.hits += len(found)
+        return found
 
     def remember_subscriber(self, subscriber_id: str, stamp: str, checked: str) -> None:
         self.rows[subscriber_id] = (stamp, checked)
@@ -91,3 +91,28 @@ def test_a_run_remembers_files_in_the_store_and_forgets_deleted_ones(deployment:
     pipeline.run_digests(config, dry, clock=fixed_clock(NOON))
     with Store(config.database, clock=lambda: NOON) as store:
         assert [row[0] for row in store.db.execute("SELECT subscriber FROM subscriber_cache")] == ["ada"]
+
+
+def test_unchanged_files_come_unparsed_and_are_asked_for_a_hundred_at_a_time(deployment: Deployment) -> None:
+    for number in range(250):
+        deployment.add_subscriber(f"r{number:03d}", SUBSCRIBER_ADA.replace("ada@example.org", f"r{number}@example.org"))
+    directory = deployment.root / "subscribers"
+    cache = DictCache()
+    first, _ = _read(directory, cache)
+    assert cache.asked == [100, 100, 50]  # one ask per hundred files, not one per file
+    problems: list[str] = []
+    readers = list(iter_readers(directory, on_problem=problems.append, cache=cache))
+    assert problems == [] and all(isinstance(reader, Remembered) for reader in readers)
+    assert [(reader.id, reader.email) for reader in readers] == [(s.id, s.email) for s in first]
+    assert [loaded(reader) for reader in readers] == first
+
+
+def test_an_address_used_by_a_remembered_file_is_refused_to_a_later_file(deployment: Deployment) -> None:
+    deployment.add_subscriber("ada", SUBSCRIBER_ADA)
+    directory = deployment.root / "subscribers"
+    cache = DictCache()
+    _read(directory, cache)
+    deployment.add_subscriber("ada2", SUBSCRIBER_ADA)  # the same address, in a file read for the first time
+    readers, problems = _read(directory, cache)
+    assert [s.id for s in readers] == ["ada"] and cache.hits == 1
+    assert len(problems) == 1 and "ada2.toml: email ada@example.org is already used by subscribers/ada.toml" in problems[0]

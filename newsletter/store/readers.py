@@ -63,9 +63,13 @@ class ReaderActions:
 
     # --- subscriber files as last read (subscribers.ParsedCache) ------------------
 
-    def cached_subscriber(self, subscriber_id: str, stamp: str) -> str | None:
-        row = self._query("SELECT checked FROM subscriber_cache WHERE subscriber = ? AND stamp = ?", [subscriber_id, stamp]).fetchone()
-        return row[0] if row else None
+    def cached_subscribers(self, stamps: dict[str, str]) -> dict[str, str]:
+        """subscriber -> checked form, for the files (subscriber -> stamp) remembered with that same stamp; one query."""
+        rows = self._query(
+            "SELECT subscriber, stamp, checked FROM subscriber_cache WHERE subscriber IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(stamps))],
+        )
+        return {subscriber: checked for subscriber, stamp, checked in rows if stamps[subscriber] == stamp}
 
     def remember_subscribers(self, checked: list[tuple[str, str, str]]) -> None:
         """(subscriber, stamp, checked form) of files just read, in one transaction."""
