@@ -555,3 +555,14 @@ def test_a_rebuilt_digest_left_queued_by_a_stop_is_reported_after_the_give_back_
     outcomes(DigestOutcome("grace", "already-sent", "2026-11-26", detail="this period's digest was sent"))  # says nothing new
     assert [(o.subscriber, o.detail.split(";")[0]) for o in outcomes.outcomes] == [
         ("ada", "its bytes died with its process"), ("ada", "stopped before sending"), ("grace", "")]
+
+
+def test_a_digest_given_back_for_a_reader_whose_file_is_gone_is_cancelled(deployment: Deployment) -> None:
+    config = _deployment(deployment).config()
+    with Store(config.database, clock=lambda: NOON) as store:
+        _queue_held_by(store, f"{socket.gethostname()}:{_dead_pid()}", items=())
+    (config.subscribers / "ada.toml").unlink()
+    pipeline.run_digests(config, clock=fixed_clock(NOON))
+    assert _outbox_rows(config.database)["ada"][0] == "cancelled"  # not "rebuild" for ever, counted as waiting
+    with Store(config.database, clock=lambda: NOON) as store:
+        assert store.rebuild_periods() == {}

@@ -77,6 +77,9 @@ class ReaderActions:
             conn.executemany("INSERT OR REPLACE INTO subscriber_cache (subscriber, stamp, checked) VALUES (?, ?, ?)", checked)
 
     def forget_subscribers_except(self, subscriber_ids: list[str]) -> None:
-        """Drop what is remembered of files that are gone (after a run that read every file)."""
+        """Drop what is remembered of files that are gone (after a run that read every file), and cancel the digests
+        waiting to be built again for them (give_back_digest): there is no file left to build them from."""
         with self.transaction() as conn:
-            conn.execute("DELETE FROM subscriber_cache WHERE subscriber NOT IN (SELECT value FROM json_each(?))", [json.dumps(subscriber_ids)])
+            present = json.dumps(subscriber_ids)
+            conn.execute("DELETE FROM subscriber_cache WHERE subscriber NOT IN (SELECT value FROM json_each(?))", [present])
+            conn.execute("UPDATE digests SET status = 'cancelled' WHERE status = 'rebuild' AND subscriber NOT IN (SELECT value FROM json_each(?))", [present])
