@@ -34,16 +34,17 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from .deliver import Transport
-from .errors import StoreError
+from .errors import StoreError, SubscriberError
 from .models import DigestOutcome, Subscriber
 from .outbox import DeliveryPolicy, RateLimiter, StopFlag, deliver_outbox, owner_id
 from .store import NewDigest, Store
+from .subscribers import Remembered, loaded
 
 Clock = Callable[[], dt.datetime]
 BATCH_SIZE = 100  # readers per batch: one commit queues them; small enough that a batch's messages stay a few MB
-# What the reader stream gives: a Subscriber, or a cheaper stand-in that BatchJob.load turns into one in the process that
-# prepares it (a worker), so the process handing batches out does not do that work for every reader.
-ReaderItem = Any
+# What the reader stream gives: a Subscriber, or a file remembered unchanged that BatchJob.load turns into one in the
+# process that prepares it (a worker), so the process handing batches out does not do that work for every reader.
+ReaderItem = Subscriber | Remembered
 
 
 class SharedStop:
@@ -96,7 +97,7 @@ class BatchJob:
     sending: Sending
     warm: Callable[[], None] = lambda: None  # builds what workers share (pool, templates) before they fork
     start_batch: Callable[[Store, Sequence[Subscriber]], None] = lambda store, readers: None  # reads what a batch needs at once
-    load: Callable[[ReaderItem], Subscriber] = lambda reader: reader  # see ReaderItem
+    load: Callable[[ReaderItem], Subscriber] = loaded  # see ReaderItem
 
 
 class Sender:
@@ -168,7 +169,12 @@ class _LazyTransport:
 
 def run_batch(job: BatchJob, sender: Sender, items: Sequence[ReaderItem], *, stop: StopFlag | None) -> Iterator[DigestOutcome]:
     """Prepare each reader's digest, queue the batch in one transaction, then send it."""
-    readers = [job.load(item) for item in items]
+    readers: list[Subscriber] = []
+    for item in items:
+        try:
+            readers.append(job.load(item))
+        except SubscriberError as exc:  # what the store remembers of the file is damaged: this reader only
+            yield DigestOutcome(item.id, "failed", detail=str(exc))
     ready: list[Prepared] = []
     job.start_batch(sender.store, readers)
     for reader in readers:

@@ -63,7 +63,6 @@ from .store import NewDigest, Store
 from .subscribers import (
     Remembered,
     iter_readers,
-    loaded,
     subscriber_files,
 )
 
@@ -126,7 +125,7 @@ def run_digests(
     problems: list[str] = []
     try:
         signer = link_signer(config)
-        readers, total = _readers(config, request.subscriber_ids, problems, clock=clock)
+        readers, total = _readers(config, request.subscriber_ids, problems, clock=clock, dry_run=request.dry_run)
     except ConfigError as exc:  # no new digest can carry valid links; those already queued still go out
         problems.append(str(exc))
         signer, readers, total = None, iter(()), 0
@@ -199,11 +198,13 @@ class _Outcomes:
             self._progress("digests", self._total, self._total)
 
 
-def _readers(config: Config, wanted: Sequence[str], problems: list[str], *, clock: Clock) -> tuple[Iterator[Subscriber | Remembered], int]:
+def _readers(
+    config: Config, wanted: Sequence[str], problems: list[str], *, clock: Clock, dry_run: bool,
+) -> tuple[Iterator[Subscriber | Remembered], int]:
     """The readers this run is for, read from their files as the batches need them; and how many files that is."""
     if not wanted:
         files = subscriber_files(config.subscribers)
-        return _every_reader(config, files, problems, clock=clock), len(files)
+        return _every_reader(config, files, problems, clock=clock, dry_run=dry_run), len(files)
     loaded = subscribers_of(config)  # every file: an address used twice is refused in favour of the first file
     problems.extend(loaded.problems)
     by_id = {subscriber.id: subscriber for subscriber in loaded.subscribers}
@@ -215,7 +216,9 @@ def _readers(config: Config, wanted: Sequence[str], problems: list[str], *, cloc
     return iter(chosen), len(chosen)
 
 
-def _every_reader(config: Config, files: list[Path], problems: list[str], *, clock: Clock) -> Iterator[Subscriber | Remembered]:
+def _every_reader(
+    config: Config, files: list[Path], problems: list[str], *, clock: Clock, dry_run: bool,
+) -> Iterator[Subscriber | Remembered]:
     """Every reader in file order; unchanged files come from what the store remembers of them (not parsed again), as
     Remembered: made Subscribers by BatchJob.load where the batch is prepared (in a worker, with --workers)."""
     with open_store(config, clock=clock) as store:
@@ -224,7 +227,10 @@ def _every_reader(config: Config, files: list[Path], problems: list[str], *, clo
             yield from iter_readers(config.subscribers, defaults=defaults_of(config), on_problem=problems.append, files=files, cache=remembered)
         finally:
             remembered.flush()
-        store.forget_subscribers_except([path.stem for path in files])  # only after reading every file
+        present = [path.stem for path in files]
+        store.forget_subscribers_except(present)  # only after reading every file
+        if files and not dry_run:  # no files at all is more likely a directory not there yet than every reader gone
+            store.cancel_rebuilds_except(present)
 
 
 class _RememberedFiles:
@@ -296,7 +302,7 @@ def _digest_job(
 
     return BatchJob(
         prepare=prepare, open_store=lambda: _outbox_store(config, clock=clock), sending=_sending(config, clock=clock), warm=warm,
-        start_batch=start_batch, load=loaded,
+        start_batch=start_batch,
     )
 
 

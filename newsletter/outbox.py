@@ -217,7 +217,7 @@ def _merged(outcome: DigestOutcome, built: DigestOutcome | None) -> DigestOutcom
     return replace(outcome, items=built.items, considered=built.considered, detail=detail)
 
 
-_GIVEN_BACK = "its run ended before sending it, and its message went with it: built again by this or the next digest run"
+_GIVEN_BACK = "its run ended before sending it, and its message went with it: built again by this or the next digest run (unless the reader's file is gone)"
 
 
 def _left_queued(rest: list[QueuedDigest], built: dict[int, DigestOutcome], why: str) -> Iterator[DigestOutcome]:

@@ -74,7 +74,7 @@ class ParsedCache(Protocol):
     def remember_subscriber(self, subscriber_id: str, stamp: str, checked: str) -> None: ...
 
 
-# Bump when a check or the Subscriber fields change: every remembered file is then read afresh.
+# Bump when a check or the Subscriber fields change (_to_checked): every remembered file is then read afresh.
 _CACHE_FORMAT = f"{__version__}/1"
 _CHUNK = 100  # files whose remembered forms are asked for in one query
 
@@ -91,7 +91,10 @@ class Remembered:
     checked: str
 
     def load(self) -> Subscriber:
-        return _from_checked(self.checked, subscriber_id=self.id, path=Path(self.path))
+        try:
+            return _from_checked(self.checked, subscriber_id=self.id, path=Path(self.path))
+        except (ValueError, TypeError) as exc:  # a damaged row: the file's stamp still matches, so say how to renew it
+            raise SubscriberError(f"{_shown(Path(self.path))}: what the database remembers of this file is damaged ({exc}); touch the file to have it read again") from None
 
 
 def iter_subscribers(
@@ -150,8 +153,9 @@ def _read_chunk(
     remembered = cache.cached_subscribers(stamps) if cache is not None and stamps else {}
     for path in paths:
         checked = remembered.get(path.stem)
-        if checked is not None:
-            yield path, Remembered(path.stem, _EMAIL.raw_decode(checked, 1)[0], str(path), checked)  # the form starts ["email", ...
+        email = _email_of_checked(checked) if checked is not None else None  # None for a damaged row: the file is read again
+        if checked is not None and email is not None:
+            yield path, Remembered(path.stem, email, str(path), checked)
             continue
         try:
             subscriber = load_subscriber_file(path, defaults=defaults)
@@ -163,15 +167,27 @@ def _read_chunk(
         yield path, subscriber
 
 
-_EMAIL = json.JSONDecoder()
-
-
 def _to_checked(subscriber: Subscriber) -> str:
+    """The form a file is remembered in: a JSON list, the address first (_email_of_checked reads only that)."""
     s = subscriber
     return json.dumps([
         s.email, s.name, s.timezone, s.send_at.strftime("%H:%M"), s.frequency, s.max_items, s.quiet_days,
         [[topic.name, topic.keywords, topic.weight] for topic in s.topics], s.exclude, s.authors, s.categories, s.liked,
     ], ensure_ascii=False)
+
+
+def _email_of_checked(checked: str) -> str | None:
+    """The address of a remembered form without decoding the rest (the string after its "["); None if it is damaged."""
+    if not checked.startswith('["'):
+        return None
+    try:
+        email, _ = _JSON.raw_decode(checked, 1)
+    except ValueError:
+        return None
+    return str(email)
+
+
+_JSON = json.JSONDecoder()
 
 
 def _from_checked(checked: str, *, subscriber_id: str, path: Path) -> Subscriber:

@@ -25,11 +25,12 @@ from conftest import (
     fixed_clock,
 )
 
-from newsletter import batch, compose, pipeline
+from newsletter import batch, compose, pipeline, subscribers
 from newsletter.deliver import MaildirTransport
 from newsletter.models import DigestOutcome, Subscriber
 from newsletter.outbox import DeliveryPolicy
 from newsletter.store import Store
+from newsletter.subscribers import Remembered
 
 
 def _messages(maildir: Path) -> list[EmailMessage]:
@@ -305,3 +306,20 @@ def test_run_batch_reads_the_batch_first_then_prepares_each_reader(tmp_path: Pat
         outcomes = list(batch.run_batch(job, batch.Sender(job.sending, store), readers, stop=None))
     assert [outcome.status for outcome in outcomes] == ["empty", "empty"]
     assert calls == [("start", ["ada", "grace"]), ("prepare", ["ada"]), ("prepare", ["grace"])]
+
+
+def test_run_batch_makes_remembered_readers_and_fails_only_the_one_whose_remembered_form_is_damaged(tmp_path: Path) -> None:
+    ada = Subscriber("ada", "ada@example.org", "Ada", "UTC", dt.time(7), path=tmp_path / "ada.toml")
+    remembered = Remembered("ada", ada.email, str(ada.path), subscribers._to_checked(ada))
+    damaged = Remembered("grace", "grace@example.org", str(tmp_path / "grace.toml"), '["grace@example.org"]')
+    prepared: list[Subscriber] = []
+    job = batch.BatchJob(
+        prepare=lambda store, reader: prepared.append(reader) or batch.Prepared(DigestOutcome(reader.id, "empty")),
+        open_store=lambda: Store(tmp_path / "db.sqlite", clock=fixed_clock(NOON)),
+        sending=batch.Sending(make_transport=lambda: MaildirTransport(tmp_path / "box"), policy=DeliveryPolicy(sender="p@example.org"), clock=fixed_clock(NOON)),
+    )
+    with job.open_store() as store:
+        outcomes = list(batch.run_batch(job, batch.Sender(job.sending, store), [remembered, damaged], stop=None))
+    assert prepared == [ada]  # the default BatchJob.load made the Subscriber the file gave
+    assert [(o.subscriber, o.status) for o in outcomes] == [("grace", "failed"), ("ada", "empty")]
+    assert "grace.toml: what the database remembers of this file is damaged" in outcomes[0].detail

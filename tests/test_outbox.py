@@ -561,8 +561,32 @@ def test_a_digest_given_back_for_a_reader_whose_file_is_gone_is_cancelled(deploy
     config = _deployment(deployment).config()
     with Store(config.database, clock=lambda: NOON) as store:
         _queue_held_by(store, f"{socket.gethostname()}:{_dead_pid()}", items=())
+        assert store.give_back_digest(store.pending_digests()[0])  # as a run's first pass does: now "rebuild"
     (config.subscribers / "ada.toml").unlink()
+    pipeline.run_digests(config, pipeline.DigestRequest(dry_run=True), clock=fixed_clock(NOON))
+    assert _outbox_rows(config.database)["ada"][0] == "rebuild"  # a dry run changes nothing
     pipeline.run_digests(config, clock=fixed_clock(NOON))
     assert _outbox_rows(config.database)["ada"][0] == "cancelled"  # not "rebuild" for ever, counted as waiting
     with Store(config.database, clock=lambda: NOON) as store:
         assert store.rebuild_periods() == {}
+
+
+@pytest.mark.parametrize("absent", ["missing", "empty"])
+def test_a_subscribers_directory_that_is_missing_or_empty_cancels_no_digest_given_back(deployment: Deployment, absent: str) -> None:
+    config = _deployment(deployment).config()
+    with Store(config.database, clock=lambda: NOON) as store:
+        paper = store.entries_since(NOON - dt.timedelta(days=30))[0].id
+        period = _queue_held_by(store, f"{socket.gethostname()}:{_dead_pid()}", items=((paper, 1.0),))
+    away = config.subscribers.with_name("away")
+    config.subscribers.rename(away)
+    if absent == "empty":
+        config.subscribers.mkdir()
+    report = pipeline.run_digests(config, clock=fixed_clock(NOON))  # a mount not up yet, a directory being swapped
+    assert _outbox_rows(config.database)["ada"][0] == "rebuild"
+    assert bool(report.problems) == (absent == "missing")  # "subscribers directory not found"
+    if absent == "empty":
+        config.subscribers.rmdir()
+    away.rename(config.subscribers)
+    pipeline.run_digests(config, clock=fixed_clock(NOON))
+    with sqlite3.connect(config.database) as conn:
+        assert conn.execute("SELECT period, status FROM digests WHERE subscriber = 'ada'").fetchall() == [(period, "sent")]

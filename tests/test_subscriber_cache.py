@@ -5,11 +5,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from conftest import NOON, SUBSCRIBER_ADA, SUBSCRIBER_GRACE, Deployment, fixed_clock
 
 from newsletter import pipeline
 from newsletter.store import Store
-from newsletter.subscribers import Defaults, Remembered, iter_readers, iter_subscribers, load_subscriber_file, loaded
+from newsletter.errors import SubscriberError
+from newsletter.subscribers import (
+    Defaults,
+    Remembered,
+    _email_of_checked,
+    _to_checked,
+    iter_readers,
+    iter_subscribers,
+    load_subscriber_file,
+    loaded,
+)
 
 
 class DictCache:
@@ -116,3 +128,35 @@ def test_an_address_used_by_a_remembered_file_is_refused_to_a_later_file(deploym
     readers, problems = _read(directory, cache)
     assert [s.id for s in readers] == ["ada"] and cache.hits == 1
     assert len(problems) == 1 and "ada2.toml: email ada@example.org is already used by subscribers/ada.toml" in problems[0]
+
+
+def test_an_address_used_by_a_newly_read_file_is_refused_to_a_later_remembered_file(deployment: Deployment) -> None:
+    deployment.add_subscriber("grace", SUBSCRIBER_GRACE.replace("grace@example.org", "ada@example.org"))
+    directory = deployment.root / "subscribers"
+    cache = DictCache()
+    _read(directory, cache)
+    deployment.add_subscriber("ada", SUBSCRIBER_ADA)  # read for the first time, and before grace.toml
+    readers, problems = _read(directory, cache)
+    assert [s.id for s in readers] == ["ada"] and cache.hits == 1  # grace.toml was remembered, and still refused
+    assert len(problems) == 1 and "grace.toml: email ada@example.org is already used by subscribers/ada.toml" in problems[0]
+
+
+def test_the_address_of_a_remembered_form_is_read_without_the_rest(deployment: Deployment) -> None:
+    path = deployment.add_subscriber("ada", SUBSCRIBER_ADA.replace('name = "Ada"', 'name = "Ada \\"Ω\\""'))
+    subscriber = load_subscriber_file(path)
+    assert _email_of_checked(_to_checked(subscriber)) == subscriber.email == "ada@example.org"
+    assert _email_of_checked("") is None and _email_of_checked('[5, "x"]') is None and _email_of_checked('["unterminated') is None
+
+
+def test_a_damaged_remembered_form_is_read_again_from_the_file_or_named_when_it_reaches_a_batch(deployment: Deployment) -> None:
+    deployment.add_subscriber("ada", SUBSCRIBER_ADA)
+    directory = deployment.root / "subscribers"
+    cache = DictCache()
+    (ada,), _ = _read(directory, cache)
+    stamp, _ = cache.rows["ada"]
+    cache.rows["ada"] = (stamp, "garbage")
+    again, problems = _read(directory, cache)
+    assert again == [ada] and problems == [] and cache.rows["ada"][1] != "garbage"  # parsed again and remembered afresh
+    damaged = Remembered("ada", ada.email, str(directory / "ada.toml"), '["ada@example.org", "Ada"]')
+    with pytest.raises(SubscriberError, match=r"ada\.toml: what the database remembers of this file is damaged .*touch the file"):
+        damaged.load()

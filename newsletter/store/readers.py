@@ -77,9 +77,15 @@ class ReaderActions:
             conn.executemany("INSERT OR REPLACE INTO subscriber_cache (subscriber, stamp, checked) VALUES (?, ?, ?)", checked)
 
     def forget_subscribers_except(self, subscriber_ids: list[str]) -> None:
-        """Drop what is remembered of files that are gone (after a run that read every file), and cancel the digests
-        waiting to be built again for them (give_back_digest): there is no file left to build them from."""
+        """Drop what is remembered of files that are gone (after a run that read every file)."""
         with self.transaction() as conn:
-            present = json.dumps(subscriber_ids)
-            conn.execute("DELETE FROM subscriber_cache WHERE subscriber NOT IN (SELECT value FROM json_each(?))", [present])
-            conn.execute("UPDATE digests SET status = 'cancelled' WHERE status = 'rebuild' AND subscriber NOT IN (SELECT value FROM json_each(?))", [present])
+            conn.execute("DELETE FROM subscriber_cache WHERE subscriber NOT IN (SELECT value FROM json_each(?))", [json.dumps(subscriber_ids)])
+
+    def cancel_rebuilds_except(self, subscriber_ids: list[str]) -> None:
+        """Cancel the digests waiting to be built again (give_back_digest) for readers not among ``subscriber_ids``, whose
+        file is gone: nothing is left to build them from, and their papers were given back when they were marked."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE digests SET status = 'cancelled' WHERE status = 'rebuild' AND subscriber NOT IN (SELECT value FROM json_each(?))",
+                [json.dumps(subscriber_ids)],
+            )
